@@ -1,0 +1,84 @@
+"""One root error for the core, and the refusal that carries a stable code back to whoever sent the input.
+
+Following h11's split: :class:`Refusal` means "the peer sent something we will not accept" and carries
+everything an adapter needs to answer (code, human message, XML line and path, HTTP status). Any other
+exception escaping the core is our own bug and must be answered as such (500, logged), never leaked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: a stable machine code, a human message and, for XML, where."""
+
+    code: str
+    message: str
+    line: int | None = None
+    path: str | None = None
+
+    def as_dict(self) -> dict:
+        out: dict = {"code": self.code, "message": self.message}
+        if self.line is not None:
+            out["line"] = self.line
+        if self.path is not None:
+            out["path"] = self.path
+        return out
+
+    def __str__(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.path:
+            where.append(self.path)
+        prefix = f"{', '.join(where)}: " if where else ""
+        return f"{prefix}{self.code}: {self.message}"
+
+
+# HTTP status an adapter should answer with, by code family. Codes not listed answer 422.
+_HTTP_STATUS = {
+    "too-large": 413,
+    "rate-limited": 429,
+    "duplicate-conflict": 409,
+    "signer-not-authorised": 403,
+    "agency-mismatch": 403,
+}
+
+
+class GatewayError(Exception):
+    """Root of every error the core raises on purpose."""
+
+
+@dataclass
+class Refusal(GatewayError):
+    """The input is refused. ``problems`` lists every reason found (at least one); ``code`` is the first's."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __init__(self, code_or_problems: str | list[Problem], message: str = "", *, line: int | None = None,
+                 path: str | None = None) -> None:
+        if isinstance(code_or_problems, str):
+            problems = [Problem(code_or_problems, message, line, path)]
+        else:
+            problems = list(code_or_problems)
+        if not problems:
+            raise ValueError("a Refusal needs at least one problem")
+        self.problems = problems
+        super().__init__(str(problems[0]))
+
+    @property
+    def code(self) -> str:
+        return self.problems[0].code
+
+    @property
+    def message(self) -> str:
+        return self.problems[0].message
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP_STATUS.get(self.code, 422)
+
+    def __str__(self) -> str:
+        return str(self.problems[0])

@@ -1,0 +1,112 @@
+"""The whole check of a signed voucher: bytes in, a verified voucher (or a refusal with codes) out.
+
+Order matters for both safety and cost: cheap structural refusals first (size, DTD, depth, schema), then
+the signature, then the signer's certificate and role, and the business rules last, on the signed
+content only. Nothing here touches the network or the clock: revocation evidence arrives through the
+platform's ports, and ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+
+from .bank_directory import BankDirectory
+from .certificate_platform import CertificatePlatform, CheckedCertificate
+from .certificates import CertificateIdentity, Purpose
+from .errors import Problem, Refusal
+from .role_registry import Grant
+from .roles import Role
+from .schema_validation import schema_problems
+from .signature_verification import verify_enveloped
+from .business_rules import voucher_problems
+from .voucher_model import Voucher
+from .voucher_xml import read_voucher
+from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted
+
+VOUCHER_SCHEMA = "voucher.xsd"
+
+
+@dataclass(frozen=True)
+class VoucherPolicy:
+    """Deployment choices for voucher checks, with the safe defaults."""
+
+    max_signature_age: datetime.timedelta = datetime.timedelta(days=30)
+    """A SigningTime older than this is refused: it bounds how far back a signer can claim to have signed."""
+    clock_skew: datetime.timedelta = datetime.timedelta(minutes=5)
+    """How far in the future a SigningTime may lie, for signers' clocks that run fast."""
+    limits: XmlLimits = DEFAULT_LIMITS
+
+
+DEFAULT_POLICY = VoucherPolicy()
+
+
+@dataclass(frozen=True)
+class Signer:
+    identity: CertificateIdentity
+    agency: str
+    role: Role
+    grant: Grant
+
+
+@dataclass(frozen=True)
+class VerifiedVoucher:
+    voucher: Voucher
+    signer: Signer
+    signing_time: datetime.datetime
+    received_sha256: str  # of the exact bytes received
+    certificate: CheckedCertificate
+
+    @property
+    def revocation_soft_failed(self) -> bool:
+        return self.certificate.soft_failed
+
+
+def validate_document(data: bytes, *, today: datetime.date, banks: BankDirectory,
+                      limits: XmlLimits = DEFAULT_LIMITS) -> tuple[Voucher | None, list[Problem]]:
+    """Schema and business rules of a voucher document, signed or not (``vgw voucher validate``).
+
+    Refusals of the XML itself (malformed, DTD, too large) come back as a single problem.
+    """
+    try:
+        root = parse_untrusted(data, limits)
+    except Refusal as refusal:
+        return None, refusal.problems
+    problems = schema_problems(root, VOUCHER_SCHEMA)
+    if problems:
+        return None, problems
+    voucher = read_voucher(root)
+    return voucher, voucher_problems(voucher, today=today, banks=banks)
+
+
+def check_signed_voucher(data: bytes, *, platform: CertificatePlatform, banks: BankDirectory, role: Role,
+                         now: datetime.datetime, policy: VoucherPolicy = DEFAULT_POLICY) -> VerifiedVoucher:
+    """Accept ``data`` as a voucher signed by someone holding ``role`` for its agency, or raise Refusal."""
+    received_sha256 = hashlib.sha256(data).hexdigest()
+    root = parse_untrusted(data, policy.limits)
+    problems = schema_problems(root, VOUCHER_SCHEMA)
+    if problems:
+        raise Refusal(problems)
+    signature = verify_enveloped(root, now=now)
+    if signature.signing_time > now + policy.clock_skew:
+        raise Refusal("signature-time-invalid", f"the signature claims a time in the future "
+                      f"({signature.signing_time.isoformat()})")
+    if signature.signing_time < now - policy.max_signature_age:
+        raise Refusal("signature-time-invalid", f"the signature is older than {policy.max_signature_age.days} days")
+    checked = platform.check(signature.signer_certificate, Purpose.DOCUMENT_SIGNING, now)
+    voucher = read_voucher(signature.signed_root)
+    grant = platform.registry.authorise(checked.validated.identity, voucher.agency_code, role, signature.signing_time)
+    rule_problems = voucher_problems(voucher, today=_local_date(now), banks=banks)
+    if rule_problems:
+        raise Refusal(rule_problems)
+    signer = Signer(checked.validated.identity, voucher.agency_code, role, grant)
+    return VerifiedVoucher(voucher, signer, signature.signing_time, received_sha256, checked)
+
+
+TAIPEI = datetime.timezone(datetime.timedelta(hours=8), "Asia/Taipei")
+
+
+def _local_date(now: datetime.datetime) -> datetime.date:
+    """Business dates are Taipei dates (UTC+8, no daylight saving)."""
+    return now.astimezone(TAIPEI).date()

@@ -1,0 +1,238 @@
+"""Map between :class:`~gateway.voucher_model.Voucher` and its XML (``schemas/voucher.xsd``).
+
+``read_voucher`` expects an element that already passed the schema, and in the gateway an element that
+the signature verifier returned as signed; it reads element text only (comments were excised by
+canonicalization), so what it returns is exactly what the signer signed.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+
+from lxml import etree
+
+from .xml_safety import compiled_xpath
+from .voucher_model import (
+    DocumentType,
+    Notice,
+    NoticeChannel,
+    ObjectClass,
+    PayeeIdType,
+    PayeeLine,
+    PaymentMethod,
+    PaymentMethodKind,
+    Urgency,
+    Voucher,
+    VoucherRef,
+)
+
+NS = "urn:taipei:treasury:voucher:1"
+_Q = "{%s}" % NS
+
+
+def _q(name: str) -> str:
+    return _Q + name
+
+
+def _value(el: etree._Element) -> str:
+    """Element text. Canonical signed documents have no comments, so ``.text`` is the whole value; for
+    other trees (drafts being validated) the text around any comment is joined, as canonicalization does."""
+    if len(el) == 0:
+        return el.text or ""
+    return "".join(el.itertext())
+
+
+def _fields(parent: etree._Element) -> dict[str, etree._Element]:
+    """Child elements by local name, in one pass (the schema guarantees each occurs at most once)."""
+    out = {}
+    for child in parent:
+        tag = child.tag
+        if isinstance(tag, str):
+            out[tag[_NS_LEN:]] = child
+    return out
+
+
+_NS_LEN = len(_Q)
+
+
+def _read_ref(node: etree._Element) -> VoucherRef:
+    f = _fields(node)
+    return VoucherRef(_value(f["AgencyCode"]), int(_value(f["FiscalYear"])), _value(f["VoucherNumber"]),
+                      int(_value(f["Revision"])))
+
+
+def _read_method(node: etree._Element) -> PaymentMethod:
+    choice = next(c for c in node if isinstance(c.tag, str))
+    kind = PaymentMethodKind(choice.tag[_NS_LEN:])
+    if kind is PaymentMethodKind.TREASURY_CHEQUE:
+        f = _fields(choice)
+        return PaymentMethod(kind, _value(f["Delivery"]), _value(f["Reason"]))
+    return PaymentMethod(kind)
+
+
+_CHANNELS = {c.value: c for c in NoticeChannel}
+_ID_TYPES = {t.value: t for t in PayeeIdType}
+
+
+def _read_notice(node: etree._Element | None) -> Notice | None:
+    if node is None:
+        return None
+    choice = next(c for c in node if isinstance(c.tag, str))
+    channel = _CHANNELS[choice.tag[_NS_LEN:]]
+    if channel is NoticeChannel.POST:
+        f = _fields(choice)
+        return Notice(channel, _value(f["Address"]), _value(f["PostCode"]))
+    return Notice(channel, _value(choice))
+
+
+_LINE_COLUMNS = ("PayeeName", "PayeeId", "BankCode", "BranchCode", "AccountNumber", "Amount")
+_XNS = {"v": NS}
+
+
+def _column(payees: etree._Element, expression: str) -> list[str]:
+    return compiled_xpath(expression, _XNS)(payees)
+
+
+def _read_notices(payees: etree._Element) -> dict[str, Notice]:
+    """Deposit-notice channel and address by line number (predicate-free XPath: libxml2 is slow at those)."""
+    notices: dict[str, Notice] = {}
+    for channel in (NoticeChannel.EMAIL, NoticeChannel.FAX):
+        step = f"v:Line/v:Notice/v:{channel.value}"
+        numbers = _column(payees, f"{step}/../../@number")
+        notices.update((n, Notice(channel, a)) for n, a in zip(numbers, _column(payees, f"{step}/text()"),
+                                                                 strict=True))
+    step = "v:Line/v:Notice/v:Post"
+    numbers = _column(payees, f"{step}/../../@number")
+    codes = _column(payees, f"{step}/v:PostCode/text()")
+    addresses = _column(payees, f"{step}/v:Address/text()")
+    notices.update((n, Notice(NoticeChannel.POST, a, c)) for n, c, a in zip(numbers, codes, addresses, strict=True))
+    return notices
+
+
+def _read_lines(payees: etree._Element) -> tuple[PayeeLine, ...]:
+    """All payee lines, read column by column inside libxml2.
+
+    A payroll voucher has hundreds of lines; one XPath per field is several times faster than touching
+    every element from Python. The schema makes every column as long as the number of lines (each field
+    is required, single and non-empty) and the caller guarantees no comments split a text node.
+    """
+    numbers = _column(payees, "v:Line/@number")
+    columns = [_column(payees, f"v:Line/v:{name}/text()") for name in _LINE_COLUMNS]
+    id_types = _column(payees, "v:Line/v:PayeeId/@type")
+    if any(len(c) != len(numbers) for c in (*columns, id_types)):
+        raise ValueError("payee lines do not match the schema")
+    notices = _read_notices(payees)
+    memos = dict(zip(_column(payees, "v:Line/v:Memo/../@number"), _column(payees, "v:Line/v:Memo/text()")))
+    return tuple(
+        PayeeLine(number=int(number), payee_name=name, payee_id_type=_ID_TYPES[id_type], payee_id=payee_id,
+                  bank_code=bank, branch_code=branch, account_number=account, amount=int(amount),
+                  notice=notices.get(number), memo=memos.get(number))
+        for number, id_type, name, payee_id, bank, branch, account, amount in zip(numbers, id_types, *columns)
+    )
+
+
+def read_voucher(root: etree._Element) -> Voucher:
+    """Build a Voucher from a schema-valid ``Voucher`` element.
+
+    Comments are excised by canonicalization, so a signed document has none; a draft that has some is
+    read from a copy with the comments removed (their surrounding text joined, as canonicalization does).
+    """
+    if root.tag != _q("Voucher"):
+        raise ValueError(f"not a voucher: {root.tag}")
+    if compiled_xpath("boolean(.//comment())")(root):
+        root = copy.deepcopy(root)
+        etree.strip_tags(root, etree.Comment)
+        # libxml2 leaves the text on either side of a removed comment as two nodes; a round trip joins them.
+        root = etree.fromstring(etree.tostring(root), etree.XMLParser(resolve_entities=False, no_network=True))
+    parts = _fields(root)
+    h = _fields(parts["Header"])
+    control = _fields(parts["Control"])
+    corrects = h.get("Corrects")
+    return Voucher(
+        agency_code=_value(h["AgencyCode"]),
+        fiscal_year=int(_value(h["FiscalYear"])),
+        voucher_number=_value(h["VoucherNumber"]),
+        revision=int(_value(h["Revision"])),
+        corrects=None if corrects is None else _read_ref(corrects),
+        document_type=DocumentType(_value(h["DocumentType"])),
+        payment_method=_read_method(h["PaymentMethod"]),
+        urgency=Urgency(_value(h["Urgency"])),
+        budget_subject=_value(h["BudgetSubject"]),
+        object_class=ObjectClass(_value(h["ObjectClass"])),
+        purpose=_value(h["Purpose"]),
+        prepared_on=datetime.date.fromisoformat(_value(h["PreparedOn"])),
+        lines=_read_lines(parts["Payees"]),
+        line_count=int(_value(control["LineCount"])),
+        total_amount=int(_value(control["TotalAmount"])),
+        schema_version=root.get("schemaVersion"),
+    )
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, _q(name))
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _write_ref(parent: etree._Element, name: str, ref: VoucherRef) -> None:
+    node = _sub(parent, name)
+    _sub(node, "AgencyCode", ref.agency_code)
+    _sub(node, "FiscalYear", str(ref.fiscal_year))
+    _sub(node, "VoucherNumber", ref.voucher_number)
+    _sub(node, "Revision", str(ref.revision))
+
+
+def voucher_element(v: Voucher) -> etree._Element:
+    """The unsigned XML element for ``v`` (in schema order)."""
+    root = etree.Element(_q("Voucher"), nsmap={None: NS})
+    root.set("schemaVersion", v.schema_version)
+    header = _sub(root, "Header")
+    _sub(header, "AgencyCode", v.agency_code)
+    _sub(header, "FiscalYear", str(v.fiscal_year))
+    _sub(header, "VoucherNumber", v.voucher_number)
+    _sub(header, "Revision", str(v.revision))
+    if v.corrects is not None:
+        _write_ref(header, "Corrects", v.corrects)
+    _sub(header, "DocumentType", v.document_type.value)
+    method = _sub(_sub(header, "PaymentMethod"), v.payment_method.kind.value)
+    if v.payment_method.kind is PaymentMethodKind.TREASURY_CHEQUE:
+        _sub(method, "Delivery", v.payment_method.cheque_delivery)
+        _sub(method, "Reason", v.payment_method.cheque_reason)
+    _sub(header, "Urgency", v.urgency.value)
+    _sub(header, "BudgetSubject", v.budget_subject)
+    _sub(header, "ObjectClass", v.object_class.value)
+    _sub(header, "Purpose", v.purpose)
+    _sub(header, "PreparedOn", v.prepared_on.isoformat())
+    payees = _sub(root, "Payees")
+    for line in v.lines:
+        node = _sub(payees, "Line")
+        node.set("number", str(line.number))
+        _sub(node, "PayeeName", line.payee_name)
+        _sub(node, "PayeeId", line.payee_id).set("type", line.payee_id_type.value)
+        _sub(node, "BankCode", line.bank_code)
+        _sub(node, "BranchCode", line.branch_code)
+        _sub(node, "AccountNumber", line.account_number)
+        _sub(node, "Amount", str(line.amount))
+        if line.notice is not None:
+            notice = _sub(node, "Notice")
+            if line.notice.channel is NoticeChannel.POST:
+                post = _sub(notice, "Post")
+                _sub(post, "PostCode", line.notice.post_code)
+                _sub(post, "Address", line.notice.address)
+            else:
+                _sub(notice, line.notice.channel.value, line.notice.address)
+        if line.memo is not None:
+            _sub(node, "Memo", line.memo)
+    control = _sub(root, "Control")
+    _sub(control, "LineCount", str(v.line_count))
+    _sub(control, "TotalAmount", str(v.total_amount))
+    return root
+
+
+def voucher_to_xml(v: Voucher) -> bytes:
+    """Serialise an unsigned voucher as UTF-8 XML bytes, with declaration and indentation for people."""
+    root = voucher_element(v)
+    etree.indent(root, space="  ")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")

@@ -1,0 +1,139 @@
+"""``vgw bench verify``: voucher verification throughput next to the bare lxml + signxml ceiling.
+
+Both are measured in the same run, interleaved round by round, so machine noise hits both alike and the
+ratio means something. The ceiling is what any gateway must pay: parse the bytes and let a fresh
+signxml XAdES verifier check the signature. Ours adds the hardened parse, the XSD, the profile, the
+chain, revocation (cached), the role registry and the business rules.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform as host_platform
+import statistics
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from lxml import etree
+from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
+
+from gateway.bank_directory import BankDirectory
+from gateway.roles import Role
+from gateway.schema_validation import compiled_schema
+from gateway.signing import sign_document
+from gateway.voucher_check import check_signed_voucher
+from gateway.voucher_xml import voucher_to_xml
+
+from .pki.layout import agency_code, init_pki, load_cert, load_key
+from .voucher_factory import VoucherFactory
+
+
+def _rate(fn, data: bytes, seconds: float) -> float:
+    """Calls of fn(data) per second over about ``seconds``."""
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        fn(data)
+        count += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def _interleaved(fns: dict, data: bytes, rounds: int, seconds: float) -> dict[str, float]:
+    """Median rate of each function over ``rounds`` alternating rounds."""
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for name, fn in fns.items():  # warm caches (chain, CRL, compiled schema) outside the timing
+        fn(data)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            rates[name].append(_rate(fn, data, seconds))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": host_platform.python_version(),
+            "lxml": version("lxml"), "signxml": version("signxml"), "cryptography": version("cryptography")}
+
+
+def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
+    from adapters.bootstrap import PlatformConfig, build_platform
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    banks = BankDirectory.shipped()
+    with tempfile.TemporaryDirectory(prefix="vgw-bench-") as tmp:
+        init_pki(Path(tmp), agencies=1, now=now)
+        platform = build_platform(PlatformConfig.from_pki_dir(Path(tmp)))
+        person = Path(tmp) / "agencies" / agency_code(0) / "people" / "preparer"
+        key, cert = load_key(person / "key.pem"), load_cert(person / "cert.pem")
+        factory = VoucherFactory(banks, seed=42)
+        cases = {
+            "small": factory.voucher(agency_code(0), today=now.date(), lines=3),
+            "payroll_500": factory.voucher(agency_code(0), today=now.date(), lines=500, payroll=True),
+        }
+        result: dict = {"benchmark": "verify", "machine": machine(), "rounds": rounds, "seconds_per_round": seconds}
+        for name, voucher in cases.items():
+            signed = sign_document(voucher_to_xml(voucher), key, cert, now)
+
+            def ceiling(data: bytes) -> None:
+                parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+                root = etree.fromstring(data, parser)
+                XAdESVerifier().verify(root, x509_cert=cert,
+                                       expect_config=XAdESSignatureConfiguration(verification_time=now))
+
+            def gateway(data: bytes) -> None:
+                check_signed_voucher(data, platform=platform, banks=banks, role=Role.PREPARER, now=now)
+
+            rates = _interleaved({"ceiling": ceiling, "gateway": gateway}, signed, rounds, seconds)
+            result[name] = {
+                "bytes": len(signed), "lines": len(voucher.lines),
+                "ceiling_per_s": round(rates["ceiling"], 1), "gateway_per_s": round(rates["gateway"], 1),
+                "ratio": round(rates["gateway"] / rates["ceiling"], 3),
+            }
+        result["schema_validation"] = _bench_schema(factory, now, rounds, seconds)
+    result["target_ratio"] = 0.8
+    result["meets_target"] = all(result[n]["ratio"] >= 0.8 for n in cases)
+    return result
+
+
+def _bench_schema(factory: VoucherFactory, now: datetime.datetime, rounds: int, seconds: float) -> dict:
+    """lxml (libxml2) against xmlschema on the same 500-line voucher, to justify lxml on the hot path."""
+    import xmlschema
+
+    from schemas import schema_path
+
+    data = voucher_to_xml(factory.voucher(agency_code(0), today=now.date(), lines=500, payroll=True))
+    root = etree.fromstring(data)
+    lxml_schema = compiled_schema("voucher.xsd")
+    py_schema = xmlschema.XMLSchema(str(schema_path("voucher.xsd")))
+    rates = _interleaved({
+        "lxml": lambda _: lxml_schema.validate(root),
+        "xmlschema": lambda _: py_schema.is_valid(root),
+    }, data, max(1, rounds // 2), seconds)
+    return {"lines": 500, "lxml_per_s": round(rates["lxml"], 1), "xmlschema_per_s": round(rates["xmlschema"], 1),
+            "lxml_speedup": round(rates["lxml"] / rates["xmlschema"], 1)}
+
+
+def _verify_cmd(args) -> int:
+    print(json.dumps(bench_verify(rounds=args.rounds, seconds=args.seconds), ensure_ascii=False, indent=2))
+    return 0
+
+
+def register(registry) -> None:
+    p = registry.command("bench", "verify", help="voucher verification throughput vs the bare signxml ceiling "
+                         "(JSON)", handler=_verify_cmd, group_help="benchmarks, printing JSON")
+    p.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds (default 5)")
+    p.add_argument("--seconds", type=float, default=1.0, help="seconds per round and case (default 1)")
