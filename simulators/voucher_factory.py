@@ -26,12 +26,11 @@ from gateway.voucher_model import (
     Voucher,
 )
 
-SURNAMES = "陳林黃張李王吳劉蔡楊許鄭謝洪郭邱曾廖賴徐周葉蘇莊呂江何蕭羅高潘簡朱鍾彭游詹胡施沈余盧梁趙顏柯翁魏孫戴"
-GIVEN = "志明淑芬美玲家豪怡君俊傑雅婷宗翰承恩冠宇欣怡建宏佩珊明輝惠如信宏詩涵柏翰品妤子瑜宥廷"
+from .names import ID_LETTERS, person_name
+
 COMPANIES = ("大同資訊股份有限公司", "信義營造有限公司", "中山文具行", "北投清潔服務社", "士林印刷股份有限公司",
              "內湖科技股份有限公司", "萬華餐飲有限公司", "松山交通事業股份有限公司")
 PURPOSES = ("辦公用品採購", "清潔服務費", "印刷費", "資訊設備維護費", "活動補助款", "員工薪資", "水電費")
-LETTERS = "ABCDEFGHJKLMNPQRSTUVXYWZIO"
 
 
 class VoucherFactory:
@@ -44,9 +43,9 @@ class VoucherFactory:
     def _person_id(self) -> tuple[PayeeIdType, str]:
         rng = self.rng
         if rng.random() < 0.05:
-            return PayeeIdType.RESIDENT_ID, make_resident_id(rng.choice(LETTERS), rng.choice("89"),
+            return PayeeIdType.RESIDENT_ID, make_resident_id(rng.choice(ID_LETTERS), rng.choice("89"),
                                                              f"{rng.randrange(10**7):07d}")
-        return PayeeIdType.NATIONAL_ID, make_national_id(rng.choice(LETTERS), rng.choice("12"),
+        return PayeeIdType.NATIONAL_ID, make_national_id(rng.choice(ID_LETTERS), rng.choice("12"),
                                                          f"{rng.randrange(10**7):07d}")
 
     def payee(self, number: int, *, company: bool | None = None, amount: int | None = None) -> PayeeLine:
@@ -56,7 +55,7 @@ class VoucherFactory:
             payee_name = rng.choice(COMPANIES)
             id_type, payee_id = PayeeIdType.BUSINESS_ID, make_business_id(f"{rng.randrange(10**7):07d}")
         else:
-            payee_name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(2))
+            payee_name = person_name(rng)
             id_type, payee_id = self._person_id()
         branch = rng.choice(self._branches)
         channel = rng.random()

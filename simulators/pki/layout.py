@@ -21,14 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from gateway.identifiers import make_national_id
 from gateway.roles import STAGE_ORDER, Role
 
+from ..names import ID_LETTERS, person_name
 from .authority import CertificateAuthority, IssueOptions, PrivateKey, Profile, name, new_key
 
 ROOT_SUBJECT = dict(o="Government Root Certification Authority (TEST)")
 INTERMEDIATE_SUBJECT = dict(o="行政院", ou="內政部憑證管理中心")
 DEFAULT_OCSP_URL = "http://127.0.0.1:28960/ocsp"
 STATE_FILE = "ca-state.json"
-SURNAMES = "陳林黃張李王吳劉蔡楊許鄭謝洪郭邱曾廖賴徐周葉蘇莊呂江何蕭羅高"
-GIVEN = "志明淑芬美玲家豪怡君俊傑雅婷宗翰承恩冠宇欣怡建宏佩珊明輝惠如信宏"
 DEPUTY_ROLE = Role.REVIEWER
 
 
@@ -158,8 +157,8 @@ def init_pki(directory: Path, *, agencies: int = 2, now: datetime.datetime, ocsp
 
 
 def _person(rng: random.Random) -> tuple[str, str]:
-    person = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(2))
-    national_id = make_national_id(rng.choice("ABCDEFGHJKLMNPQRSTUVXYWZIO"), rng.choice("12"),
+    person = person_name(rng)
+    national_id = make_national_id(rng.choice(ID_LETTERS), rng.choice("12"),
                                    f"{rng.randrange(10**7):07d}")
     return person, national_id
 

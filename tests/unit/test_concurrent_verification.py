@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from gateway.errors import Refusal
@@ -46,7 +47,6 @@ class Case:
 
 
 def _pem_body(cert) -> str:
-    from cryptography.hazmat.primitives import serialization
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     return "".join(line + "\n" for line in pem.splitlines() if not line.startswith("-----"))
 

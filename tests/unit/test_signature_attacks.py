@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.role_registry import GrantKind
+from gateway.role_registry import GrantKind, RoleRegistry
 from gateway.roles import Role
 from gateway.signature_profile import check_signature_shape
 from gateway.signature_verification import verify_enveloped
@@ -317,7 +317,8 @@ def test_signed_properties_reference_without_its_type(refused, signed) -> None:
 
 
 def test_document_reference_with_an_odd_type(refused, signed) -> None:
-    data = mutate(signed, lambda root: document_reference(root).set("Type", "http://www.w3.org/2000/09/xmldsig#Manifest"))
+    manifest_type = "http://www.w3.org/2000/09/xmldsig#Manifest"
+    data = mutate(signed, lambda root: document_reference(root).set("Type", manifest_type))
     assert refused(data).code == "signature-reference-forbidden"
 
 
@@ -831,7 +832,6 @@ def test_deputy_window_edited_to_end_yesterday(check, refused, voucher, sign_vou
 
 
 def test_registry_reload_takes_effect(check, refused, voucher, sign_voucher, pki) -> None:
-    from gateway.role_registry import RoleRegistry
     platform = pki.platform()
     data = sign_voucher(voucher, role="deputy")
     assert check(data, role=Role.REVIEWER, using=platform).signer.grant.kind is GrantKind.DEPUTY
