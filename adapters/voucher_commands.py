@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from lxml import etree
 
 from gateway.bank_directory import BankDirectory
 from gateway.errors import Refusal
@@ -69,8 +70,10 @@ def _sign(args: argparse.Namespace) -> int:
     for name in args.inputs:
         try:
             signed = sign_document(read_input(name), key, cert, utc_now())
-        except ValueError as exc:  # lxml's XMLSyntaxError is a ValueError
+        except etree.XMLSyntaxError as exc:
             raise _cli_error(f"{name} is not well-formed XML: {exc}") from None
+        except ValueError as exc:
+            raise _cli_error(f"{name} is not signed: {exc}") from None
         if out_dir:
             (out_dir / Path(name).name).write_bytes(signed)
         else:

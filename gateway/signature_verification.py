@@ -62,7 +62,9 @@ class _OwnTreeVerifier(XAdESVerifier):
 def verify_enveloped(root: etree._Element, *, now: datetime.datetime) -> VerifiedSignature:
     """Check profile, digests and signature value of the signature on ``root``; raise :class:`Refusal`.
 
-    ``root`` must come from :func:`gateway.xml_safety.parse_untrusted` and be used for this one call.
+    ``root`` must come from :func:`gateway.xml_safety.parse_untrusted`, be used for this one call, and
+    have passed a schema that admits no Id-like attributes outside the signature (all of ours), since the
+    duplicate-id check scans only the signature and the root (see ``find_duplicate_ids``).
     ``now`` is when certificate validity is judged by signxml (the caller also validates the chain).
     """
     shape = check_signature_shape(root)

@@ -17,6 +17,7 @@ from signxml.xades import XAdESSigner
 from signxml.util import xades_tag
 
 from .errors import GatewayError
+from .xml_safety import hardened_parser
 
 SignerKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -61,12 +62,13 @@ def sign_document(data: bytes | etree._Element, key: SignerKey, cert: x509.Certi
                   signing_time: datetime.datetime) -> bytes:
     """Sign an XML document (bytes we produced, or an element) and return the signed bytes.
 
-    Input bytes are parsed with entities and network off; signing is for our own documents, but a tool
-    that signs whatever file it is given must not be tricked into fetching anything.
+    Input bytes are parsed with the same hardened parser as untrusted input: a tool that signs whatever
+    file it is given must not be tricked into reading local files or the network, nor sign a DTD.
     """
     if isinstance(data, (bytes, bytearray)):
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=False)
-        root = etree.fromstring(bytes(data), parser)
+        root = etree.fromstring(bytes(data), hardened_parser())
+        if root.getroottree().docinfo.doctype:
+            raise ValueError("a document with a DTD is not signed")
     else:
         root = data
     signed = sign_element(root, key, cert, signing_time)

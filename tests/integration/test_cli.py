@@ -132,3 +132,13 @@ def test_count_writes_distinct_vouchers_and_batch_sign(cli_pki, tmp_path):
     assert done.returncode == 0, done.stderr
     for f in sorted(signed_dir.glob("*.xml")):
         assert vgw("voucher", "verify", "--pki", cli_pki["dir"], str(f)).returncode == 0
+
+
+def test_sign_refuses_dtds_without_reading_files(cli_pki, tmp_path):
+    person = cli_pki["agencies"]["379000001A"]["people"]["preparer"]
+    for body in (b'<!DOCTYPE r [<!ENTITY % p SYSTEM "file:///dev/urandom"> %p;]><r/>',
+                 b'<!DOCTYPE r [<!ENTITY a SYSTEM "file:///etc/hostname">]><r>&a;</r>', b"<r><"):
+        source = tmp_path / "evil.xml"
+        source.write_bytes(body)
+        done = vgw("voucher", "sign", "--key", person["key"], "--cert", person["cert"], str(source))
+        assert done.returncode == 2 and done.stdout == b"" and b"Traceback" not in done.stderr

@@ -128,11 +128,13 @@ def test_external_entity_is_never_expanded_into_the_tree(tmp_path: Path) -> None
 
 def test_external_dtd_and_missing_dtd_are_refused_alike(tmp_path: Path) -> None:
     # Refusing with the same code whether or not the named file exists: no file-existence oracle.
-    present = tmp_path / "present.dtd"
-    present.write_text('<!ENTITY leak "SECRET">', encoding="utf-8")
+    valid = tmp_path / "valid.dtd"
+    valid.write_text('<!ENTITY leak "SECRET">', encoding="utf-8")
+    not_a_dtd = tmp_path / "shadow"
+    not_a_dtd.write_text("SECRET:x:0:0:SECRET:/root:/bin/sh\n", encoding="utf-8")
     absent = tmp_path / "absent.dtd"
     codes = set()
-    for path in (present, absent):
+    for path in (valid, not_a_dtd, absent):
         for doc in (f'<!DOCTYPE r SYSTEM "{path.as_uri()}"><r/>',
                     f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{path.as_uri()}"> %p;]><r/>'):
             refusal = refusal_of(doc.encode())
