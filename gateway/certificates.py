@@ -163,7 +163,7 @@ class TrustStore:
         self._max_depth = max_chain_depth
         self._ca_policy = ExtensionPolicy.webpki_defaults_ca()
         self._ee_policies = {p: _ee_policy(p) for p in Purpose}
-        self._cache: dict[tuple[bytes, Purpose], ValidatedCertificate] = {}
+        self._cache: dict[tuple[x509.Certificate, Purpose], ValidatedCertificate] = {}
         self._lock = threading.Lock()
 
     def validate(self, cert: x509.Certificate, purpose: Purpose, now: datetime.datetime,
@@ -174,7 +174,9 @@ class TrustStore:
                           f"the certificate is valid only from {cert.not_valid_before_utc.isoformat()}")
         if now > cert.not_valid_after_utc:
             raise Refusal("certificate-expired", f"the certificate expired at {cert.not_valid_after_utc.isoformat()}")
-        key = (cert.fingerprint(_SHA256), purpose)
+        # Keyed by the certificate itself: its hash is cheap and equality compares the whole DER, so a
+        # look-alike can never hit another certificate's entry.
+        key = (cert, purpose)
         cached = self._cache.get(key)
         if cached is not None and all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in cached.chain):
             return cached

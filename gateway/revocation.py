@@ -218,8 +218,8 @@ class RevocationChecker:
         self._crl = crl_fetcher
         self.soft_fail = soft_fail
         self._skew = skew
-        self._answers: dict[tuple[bytes, int], RevocationAnswer] = {}
-        self._crls: dict[bytes, x509.CertificateRevocationList] = {}
+        self._answers: dict[tuple[x509.Certificate, int], RevocationAnswer] = {}
+        self._crls: dict[x509.Certificate, x509.CertificateRevocationList] = {}
         self._lock = threading.Lock()
 
     def forget(self) -> None:
@@ -229,7 +229,7 @@ class RevocationChecker:
             self._crls.clear()
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime.datetime) -> RevocationAnswer:
-        key = (issuer.fingerprint(hashes.SHA256()), cert.serial_number)
+        key = (issuer, cert.serial_number)  # issuer compared by full DER on lookup
         cached = self._answers.get(key)
         if cached is not None and cached.next_update is not None and now < cached.next_update:
             return cached
@@ -258,8 +258,7 @@ class RevocationChecker:
     def _ask_crl(self, cert, issuer, now, failures) -> RevocationAnswer | None:
         if self._crl is None:
             return None
-        issuer_key = issuer.fingerprint(hashes.SHA256())
-        crl = self._crls.get(issuer_key)
+        crl = self._crls.get(issuer)
         if crl is None or crl.next_update_utc is None or crl.next_update_utc <= now:
             try:
                 crl = load_crl(self._crl(issuer, cert))
@@ -268,7 +267,7 @@ class RevocationChecker:
                 failures.append(f"CRL: {exc}")
                 return None
             with self._lock:
-                self._crls[issuer_key] = crl
+                self._crls[issuer] = crl
         return evaluate_crl(crl, cert)
 
     def require_good(self, cert: x509.Certificate, issuer: x509.Certificate,

@@ -23,7 +23,7 @@ from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from .errors import Refusal
 from .signature_profile import DIGEST_METHODS, NSMAP, SIGNATURE_METHODS, check_signature_shape
-from .xml_safety import hardened_parser
+from .xml_safety import SCHEMA_COMPILE_LOCK, hardened_parser
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,17 @@ class _OwnTreeVerifier(XAdESVerifier):
     verification works on copies of its own per reference, so the defensive copy is skipped. On a
     500-line payroll voucher that copy costs more than every profile check together."""
 
+    _schemas_ready = False
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Compile signxml's XML-DSig/XAdES schemas once, under our schema compile lock: signxml locks only
+        against itself, and a compilation of ours running at the same time would abort the process."""
+        if not cls._schemas_ready:
+            with SCHEMA_COMPILE_LOCK:
+                cls.schemas()
+                cls._schemas_ready = True
+
     def get_root(self, data):
         if isinstance(data, etree._Element):
             return data
@@ -68,6 +79,7 @@ def verify_enveloped(root: etree._Element, *, now: datetime.datetime) -> Verifie
     ``now`` is when certificate validity is judged by signxml (the caller also validates the chain).
     """
     shape = check_signature_shape(root)
+    _OwnTreeVerifier.prepare()
     config = XAdESSignatureConfiguration(expect_references=shape.reference_count, verification_time=now,
                                          **_CONFIG_BASE)
     try:

@@ -139,9 +139,9 @@ def _check_structure(root: etree._Element, limits: XmlLimits) -> None:
     payroll voucher costs well under a millisecond. Entity references cannot occur: with DTDs refused, an
     undeclared entity is a syntax error.
     """
-    if root.xpath("count(//*)") > limits.max_elements:
+    if compiled_xpath("count(//*)")(root) > limits.max_elements:
         raise Refusal("too-large", f"document has more than {limits.max_elements} elements")
-    too_deep = root.xpath("/*" * (limits.max_depth + 1))
+    too_deep = compiled_xpath("/*" * (limits.max_depth + 1))(root)
     if too_deep:
         raise Refusal("too-deep", f"elements nest deeper than {limits.max_depth} levels",
                       line=too_deep[0].sourceline, path=tree_path(too_deep[0]))
@@ -208,17 +208,26 @@ def _attribute_line(subtree: etree._Element, root: etree._Element | None, value:
     return found[-1].sourceline if found else None
 
 
-_compiled = threading.local()
+SCHEMA_COMPILE_LOCK = threading.Lock()
+"""Held while libxml2 compiles any XML schema, ours or signxml's: its schema compiler is not thread-safe,
+and two compilations at once abort the process (seen under tests/unit/test_concurrent_verification.py)."""
+
+_compiled: dict[tuple, etree.XPath] = {}
+_compiled_lock = threading.Lock()
 
 
 def compiled_xpath(expression: str, namespaces: dict[str, str] | None = None) -> etree.XPath:
-    """A compiled XPath (plain-str results) cached per thread: compiling costs several times more than
-    evaluating on a small voucher, and lxml's XPath objects are not to be shared between threads."""
-    cache = getattr(_compiled, "cache", None)
-    if cache is None:
-        cache = _compiled.cache = {}
+    """A compiled XPath (plain-str results), compiled once per process.
+
+    Compiling costs several times more than evaluating on a small voucher. lxml's XPath objects take their
+    own lock around each evaluation, so one object serves every thread; they are not kept per thread,
+    because lxml objects tied to a worker thread that ends are a known source of crashes.
+    """
     key = (expression, tuple(sorted((namespaces or {}).items())))
-    xpath = cache.get(key)
+    xpath = _compiled.get(key)
     if xpath is None:
-        xpath = cache[key] = etree.XPath(expression, namespaces=namespaces, smart_strings=False)
+        with _compiled_lock:
+            xpath = _compiled.get(key)
+            if xpath is None:
+                xpath = _compiled[key] = etree.XPath(expression, namespaces=namespaces, smart_strings=False)
     return xpath
