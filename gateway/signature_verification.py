@@ -64,6 +64,19 @@ class _OwnTreeVerifier(XAdESVerifier):
                 cls.schemas()
                 cls._schemas_ready = True
 
+    def _verify_cert_digests(self, verify_result) -> None:
+        """signxml re-reads every KeyInfo certificate through a pure-Python PEM re-wrap (~0.2 ms each) to
+        compare it with the XAdES SigningCertificate(V2) digests. Our profile has already admitted exactly one
+        X509Certificate in KeyInfo, parsed it, and handed it over as ``x509_cert``; so the candidates are that
+        one certificate, and signxml's own ``_verify_cert_digest`` does the comparison as before."""
+        certs = [self.x509_cert]
+        properties = self._find(verify_result.signed_xml, "xades:SignedSignatureProperties")
+        v1 = self._find(properties, "xades:SigningCertificate", require=False)
+        v2 = self._find(properties, "xades:SigningCertificateV2", require=False)
+        if (v1 is None) == (v2 is None):
+            raise InvalidInput("expected exactly one of xades:SigningCertificate or xades:SigningCertificateV2")
+        self._verify_cert_digest(v2 if v1 is None else v1, certs=certs, signing_cert=self.x509_cert)
+
     def get_root(self, data):
         if isinstance(data, etree._Element):
             return data

@@ -159,8 +159,8 @@ def run_demo(work: Path, *, agencies: int = 3, vouchers: int = 5, payroll_lines:
         if b != a:
             check("other-agency-signer", sign(genuine, b), "signer-not-authorised")
         check("wrong-role", sign(genuine, a, "reviewer"), "signer-not-authorised")
-        bad_id = replace(genuine, lines=(replace(first, payee_id=first.payee_id[:-1] +
-                                                 str((int(first.payee_id[-1]) + 1) % 10)),) + genuine.lines[1:])
+        bad_id = replace(genuine, lines=(first._replace(payee_id=first.payee_id[:-1] +
+                                                        str((int(first.payee_id[-1]) + 1) % 10)),) + genuine.lines[1:])
         check("payee-id-checksum", sign(bad_id, a), "payee-id-invalid")
         check("dtd-entity-bomb", b'<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa">'
               b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><v>&b;</v>', "xml-forbidden-construct")

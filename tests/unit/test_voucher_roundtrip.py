@@ -70,7 +70,7 @@ def vouchers(draw) -> Voucher:
                                                     lines=count)
     amounts = draw(st.lists(st.integers(min_value=1, max_value=MAX_AMOUNT), min_size=count, max_size=count))
     memos = draw(st.lists(st.none() | texts(100), min_size=count, max_size=count))
-    lines = tuple(dataclasses.replace(line, amount=amount, memo=memo)
+    lines = tuple(line._replace(amount=amount, memo=memo)
                   for line, amount, memo in zip(base.lines, amounts, memos))
     return dataclasses.replace(
         base, lines=lines, line_count=count, total_amount=sum(amounts), purpose=draw(texts(200)),
@@ -171,8 +171,8 @@ def _line_path(number: int, field: str) -> str:
 def clean(banks) -> Voucher:
     voucher = VoucherFactory(banks, seed=11).voucher(AGENCY_A, today=TODAY, lines=3)
     # Line 2 pays a person by national ID, so the checksum test below has one to break.
-    line2 = dataclasses.replace(voucher.lines[1], payee_id_type=PayeeIdType.NATIONAL_ID,
-                                payee_id=make_national_id("A", "1", "2345678"))
+    line2 = voucher.lines[1]._replace(payee_id_type=PayeeIdType.NATIONAL_ID,
+                                      payee_id=make_national_id("A", "1", "2345678"))
     return dataclasses.replace(voucher, lines=(voucher.lines[0], line2, voucher.lines[2]))
 
 
@@ -200,14 +200,14 @@ def test_bad_national_id_checksum(clean, banks) -> None:
     good = clean.lines[1].payee_id
     bad = good[:-1] + str((int(good[-1]) + 1) % 10)
     assert is_valid_national_id(good) and not is_valid_national_id(bad)
-    line2 = dataclasses.replace(clean.lines[1], payee_id=bad)
+    line2 = clean.lines[1]._replace(payee_id=bad)
     voucher = dataclasses.replace(clean, lines=(clean.lines[0], line2, clean.lines[2]))
     assert problems_of(voucher, banks) == [("payee-id-invalid", _line_path(2, "PayeeId"))]
 
 
 def test_unknown_bank_branch(clean, banks) -> None:
     assert banks.has_branch("004", "0037") and not banks.has_branch("004", "9999")
-    line3 = dataclasses.replace(clean.lines[2], bank_code="004", branch_code="9999")
+    line3 = clean.lines[2]._replace(bank_code="004", branch_code="9999")
     voucher = dataclasses.replace(clean, lines=clean.lines[:2] + (line3,))
     assert problems_of(voucher, banks) == [("bank-branch-unknown", _line_path(3, "BranchCode"))]
 
@@ -236,8 +236,8 @@ def test_revision_two_with_corrects_is_fine(clean, banks) -> None:
 
 def test_every_problem_is_reported_at_once(clean, banks) -> None:
     good = clean.lines[1].payee_id
-    line2 = dataclasses.replace(clean.lines[1], payee_id=good[:-1] + str((int(good[-1]) + 1) % 10))
-    line3 = dataclasses.replace(clean.lines[2], bank_code="004", branch_code="9999")
+    line2 = clean.lines[1]._replace(payee_id=good[:-1] + str((int(good[-1]) + 1) % 10))
+    line3 = clean.lines[2]._replace(bank_code="004", branch_code="9999")
     voucher = dataclasses.replace(clean, lines=(clean.lines[0], line2, line3), total_amount=clean.total_amount + 5,
                                   line_count=7, fiscal_year=roc_year(TODAY) + 3, revision=2)
     assert sorted(problems_of(voucher, banks)) == sorted([
@@ -274,6 +274,6 @@ def test_notice_channels_round_trip(platform, signers) -> None:
     base = VoucherFactory(BANKS, seed=5).voucher(AGENCY_B, today=TODAY, lines=4)
     notices = (Notice(NoticeChannel.EMAIL, "a.b+c@example.gov.tw"), Notice(NoticeChannel.FAX, "02-27208889"),
                Notice(NoticeChannel.POST, "臺北市信義區市府路1號", post_code="11008"), None)
-    lines = tuple(dataclasses.replace(line, notice=notice) for line, notice in zip(base.lines, notices))
+    lines = tuple(line._replace(notice=notice) for line, notice in zip(base.lines, notices))
     voucher = dataclasses.replace(base, lines=lines, prepared_on=TODAY - datetime.timedelta(days=3))
     assert check(sign(voucher, signers), platform).voucher == voucher
