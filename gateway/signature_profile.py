@@ -64,6 +64,7 @@ C14N_METHOD, SIGNATURE_METHOD, REFERENCE = (_ds(n) for n in ("CanonicalizationMe
 TRANSFORMS, TRANSFORM, DIGEST_METHOD, DIGEST_VALUE = (_ds(n) for n in (
     "Transforms", "Transform", "DigestMethod", "DigestValue"))
 X509_DATA, X509_CERTIFICATE = _ds("X509Data"), _ds("X509Certificate")
+_SIGNATURE_CHILDREN = (SIGNED_INFO, SIGNATURE_VALUE, KEY_INFO, OBJECT)
 # The transform lists the profile allows, per kind of reference.
 _DOCUMENT_TRANSFORMS = frozenset({(ENVELOPED,)} | {(ENVELOPED, c) for c in CANONICALIZATIONS})
 _INTERNAL_TRANSFORMS = frozenset({()} | {(c,) for c in CANONICALIZATIONS})
@@ -111,28 +112,29 @@ def check_signature_shape(root: etree._Element) -> SignatureShape:
         value, line = duplicates[0]
         raise Refusal("signature-id-duplicated", f"the id {value!r} occurs more than once", line=line)
 
-    children = _only_children(signature, (SIGNED_INFO, SIGNATURE_VALUE, KEY_INFO, OBJECT),
-                              "signature-invalid", "a Signature")
-    objects = [c for c in children if c.tag == OBJECT]
-    if len(objects) != 1:
-        raise _refuse("signature-invalid", "an XAdES signature carries exactly one ds:Object", signature)
-    signed_properties = compiled_xpath("xades:QualifyingProperties/xades:SignedProperties", NSMAP)(objects[0])
-    if len(signed_properties) != 1 or len(objects[0]) != 1:
+    # XML-DSig fixes the order: SignedInfo, SignatureValue, KeyInfo, Object; XAdES-BES needs all four, once.
+    children = tuple(signature)
+    if tuple(c.tag for c in children) != _SIGNATURE_CHILDREN:
+        if KEY_INFO not in (c.tag for c in children):
+            raise _refuse("signature-key-info-invalid", "KeyInfo with the signer's certificate is missing", signature)
+        raise _refuse("signature-invalid", "a Signature holds exactly SignedInfo, SignatureValue, KeyInfo and one "
+                      "ds:Object, in that order (and nothing else, comments included)", signature)
+    signed_info, _, key_info, xades_object = children
+    signed_properties = compiled_xpath("xades:QualifyingProperties/xades:SignedProperties", NSMAP)(xades_object)
+    if len(signed_properties) != 1 or len(xades_object) != 1:
         raise _refuse("signature-invalid", "the ds:Object must hold exactly one xades:QualifyingProperties "
-                      "with its SignedProperties", objects[0])
-    key_info = signature.find(KEY_INFO)
-    certificate = _check_key_info(key_info, signature)
+                      "with its SignedProperties", xades_object)
+    certificate = _check_key_info(key_info)
 
-    signed_info = signature.find(SIGNED_INFO)
-    if signed_info is None:
-        raise _refuse("signature-invalid", "SignedInfo is missing", signature)
-    _only_children(signed_info, (C14N_METHOD, SIGNATURE_METHOD, REFERENCE),
-                   "signature-invalid", "SignedInfo")
-    c14n = signed_info.find(C14N_METHOD)
+    info = tuple(signed_info)
+    if len(info) < 4 or info[0].tag != C14N_METHOD or info[1].tag != SIGNATURE_METHOD or any(
+            r.tag != REFERENCE for r in info[2:]):
+        raise _refuse("signature-invalid", "SignedInfo holds CanonicalizationMethod, SignatureMethod and "
+                      "References, in that order", signed_info)
+    c14n, method = info[0], info[1]
     _algorithm(c14n, CANONICALIZATIONS, "signature-algorithm-forbidden", "canonicalization")
-    _algorithm(signed_info.find(SIGNATURE_METHOD), SIGNATURE_METHODS, "signature-algorithm-forbidden",
-               "signature method")
-    if len(c14n) or len(signed_info.find(SIGNATURE_METHOD)):
+    _algorithm(method, SIGNATURE_METHODS, "signature-algorithm-forbidden", "signature method")
+    if len(c14n) or len(method):
         raise _refuse("signature-invalid", "algorithm parameters are not allowed in SignedInfo", c14n)
 
     targets = {
@@ -140,7 +142,7 @@ def check_signature_shape(root: etree._Element) -> SignatureShape:
         key_info.get("Id"): "key-info",
     }
     seen = {"document": 0, "properties": 0, "key-info": 0}
-    references = signed_info.findall(REFERENCE)
+    references = info[2:]
     for reference in references:
         kind = _check_reference(reference, targets)
         seen[kind] += 1
@@ -185,10 +187,8 @@ def _check_reference(reference: etree._Element, targets: dict[str | None, str]) 
     return kind
 
 
-def _check_key_info(key_info: etree._Element | None, signature: etree._Element) -> x509.Certificate:
+def _check_key_info(key_info: etree._Element) -> x509.Certificate:
     """KeyInfo must be exactly one X509Data with exactly one X509Certificate: the signer's own."""
-    if key_info is None:
-        raise _refuse("signature-key-info-invalid", "KeyInfo with the signer's certificate is missing", signature)
     children = [c for c in key_info if isinstance(c.tag, str)]
     if len(children) != 1 or children[0].tag != X509_DATA:
         raise _refuse("signature-key-info-invalid",

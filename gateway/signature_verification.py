@@ -12,7 +12,6 @@ one across threads lets one verification read another's certificate.
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -36,8 +35,6 @@ class VerifiedSignature:
     signer_certificate: x509.Certificate
     signing_time: datetime.datetime
     """The XAdES SigningTime: what the signer claims, bound by the signature."""
-    signed_digest: str
-    """SHA-256 (hex) of the canonical signed bytes."""
 
 
 _CONFIG_BASE = dict(
@@ -137,7 +134,6 @@ def verify_enveloped(root: etree._Element, *, now: datetime.datetime) -> Verifie
         signed_root=document.signed_xml,
         signer_certificate=shape.certificate,
         signing_time=signing_time,
-        signed_digest=hashlib.sha256(document.signed_data).hexdigest(),
     )
 
 
