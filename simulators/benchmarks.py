@@ -82,7 +82,7 @@ def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
         key, cert = load_key(person / "key.pem"), load_cert(person / "cert.pem")
         factory = VoucherFactory(banks, seed=42)
         cases = {
-            "small": factory.voucher(agency_code(0), today=now.date(), lines=3),
+            "voucher_3kb": _voucher_of_size(factory, 3000, now),
             "payroll_500": factory.voucher(agency_code(0), today=now.date(), lines=500, payroll=True),
         }
         result: dict = {"benchmark": "verify", "machine": machine(), "rounds": rounds, "seconds_per_round": seconds}
@@ -100,7 +100,7 @@ def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
 
             rates = _interleaved({"ceiling": ceiling, "gateway": gateway}, signed, rounds, seconds)
             result[name] = {
-                "bytes": len(signed), "lines": len(voucher.lines),
+                "bytes": len(voucher_to_xml(voucher)), "signed_bytes": len(signed), "lines": len(voucher.lines),
                 "ceiling_per_s": round(rates["ceiling"], 1), "gateway_per_s": round(rates["gateway"], 1),
                 "ratio": round(rates["gateway"] / rates["ceiling"], 3),
             }
@@ -108,6 +108,15 @@ def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
     result["target_ratio"] = 0.8
     result["meets_target"] = all(result[n]["ratio"] >= 0.8 for n in cases)
     return result
+
+
+def _voucher_of_size(factory: VoucherFactory, size: int, now: datetime.datetime):
+    """The first voucher (fewest lines) whose unsigned XML reaches ``size`` bytes: the issue's "3 KB voucher"."""
+    for lines in range(1, 50):
+        voucher = factory.voucher(agency_code(0), today=now.date(), lines=lines)
+        if len(voucher_to_xml(voucher)) >= size:
+            return voucher
+    raise AssertionError("no voucher of that size")
 
 
 def _bench_schema(factory: VoucherFactory, now: datetime.datetime, rounds: int, seconds: float) -> dict:
