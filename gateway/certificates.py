@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from cryptography.x509.verification import (
     Criticality,
@@ -31,7 +31,6 @@ from pyasn1_modules import rfc5280
 
 from .errors import Refusal
 
-_SHA256 = hashes.SHA256()
 
 # MOICA puts the last four digits of the holder's national ID in Subject Directory Attributes.
 SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")

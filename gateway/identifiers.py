@@ -49,7 +49,6 @@ _LETTER_PARTIAL = {letter: v // 10 + (v % 10) * 9 for letter, v in _LETTER_VALUE
 # [0-9] rather than \d: \d would also match full-width and other Unicode digits such as "１".
 _NATIONAL_ID = re.compile(r"[A-Z][12][0-9]{8}")
 _RESIDENT_ID = re.compile(r"[A-Z][89][0-9]{8}")
-_DIGIT_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 1)
 
 
 def _person_id_partial(first9: str) -> int:

@@ -221,6 +221,8 @@ class RevocationChecker:
         self._answers: dict[tuple[x509.Certificate, int], RevocationAnswer] = {}
         self._crls: dict[x509.Certificate, x509.CertificateRevocationList] = {}
         self._lock = threading.Lock()
+        self.soft_failures = 0
+        """How many certificates were accepted without a revocation answer (soft-fail): exported as a metric."""
 
     def forget(self) -> None:
         """Drop every cached answer and CRL (after an operator learns of a revocation out of band)."""
@@ -238,6 +240,8 @@ class RevocationChecker:
         if answer is None:
             detail = "; ".join(failures) or "no revocation source is configured"
             if self.soft_fail:
+                with self._lock:
+                    self.soft_failures += 1
                 return RevocationAnswer(RevocationStatus.UNKNOWN, "none", soft_failed=True, detail=detail)
             raise Refusal("revocation-unavailable", f"the certificate's revocation status cannot be had: {detail}")
         if answer.next_update is not None and answer.status is not RevocationStatus.UNKNOWN:

@@ -108,8 +108,8 @@ def _read_lines(payees: etree._Element) -> tuple[PayeeLine, ...]:
     """
     numbers = _column(payees, "v:Line/@number")
     id_types = _column(payees, "v:Line/v:PayeeId/@type")
-    values = _column(payees, "v:Line/v:*[position() <= 6]/text()")
-    if len(values) != 6 * len(numbers) or len(id_types) != len(numbers):
+    values = _column(payees, f"v:Line/v:*[position() <= {len(_LINE_FIELDS)}]/text()")
+    if len(values) != len(_LINE_FIELDS) * len(numbers) or len(id_types) != len(numbers):
         raise ValueError("payee lines do not match the schema")
     notices = _read_notices(payees)
     memos = {m.getparent().get("number"): _value(m) for m in _column(payees, "v:Line/v:Memo")}

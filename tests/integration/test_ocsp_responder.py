@@ -204,9 +204,12 @@ def test_soft_fail_with_every_source_down_passes_flagged(served, closed_url):
     cert = served.mint(ocsp_url=f"{closed_url}/ocsp", crl_url=f"{closed_url}/crl/intermediate.crl")
     checker = RevocationChecker(ocsp_fetcher=HttpOcspFetcher(timeout=2), crl_fetcher=HttpCrlFetcher(timeout=2),
                                 soft_fail=True)
+    assert checker.soft_failures == 0
     answer = checker.require_good(cert, served.intermediate, NOW)
     assert (answer.status, answer.source, answer.soft_failed) == (RevocationStatus.UNKNOWN, "none", True)
     assert "OCSP" in answer.detail and "CRL" in answer.detail
+    checker.require_good(cert, served.intermediate, NOW)  # not cached: asked again, counted again
+    assert checker.soft_failures == 2
 
 
 def test_an_answer_is_served_from_the_cache_until_its_next_update(served):
