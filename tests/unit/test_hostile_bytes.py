@@ -11,13 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.bank_directory import BankDirectory
-from simulators.voucher_factory import VoucherFactory
-
 from gateway.errors import Refusal
 from gateway.roles import Role
 from gateway.signing import sign_document
 from gateway.voucher_check import check_signed_voucher, validate_document
 from gateway.voucher_xml import voucher_to_xml
+from simulators.voucher_factory import VoucherFactory
 
 from ..conftest import AGENCY_A, NOW
 
