@@ -7,6 +7,7 @@ and where revocation evidence comes from (CRL files and/or the OCSP URLs in cert
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography import x509
 
 from gateway.certificate_platform import CertificatePlatform
 from gateway.certificates import TrustStore
-from gateway.revocation import RevocationChecker
+from gateway.revocation import DEFAULT_MAX_CACHE_AGE, RevocationChecker
 from gateway.role_registry import RegistryError, RoleRegistry
 
 from .revocation_fetchers import FileCrlFetcher, HttpOcspFetcher
@@ -33,12 +34,16 @@ class PlatformConfig:
     use_ocsp: bool = False
     soft_fail: bool = False
     ocsp_timeout: float = 5.0
+    revocation_max_age: float = DEFAULT_MAX_CACHE_AGE.total_seconds()
+    """Seconds a revocation answer or CRL is reused at most (also bounded by its nextUpdate)."""
 
     @classmethod
-    def from_pki_dir(cls, directory: Path, *, use_ocsp: bool = False, soft_fail: bool = False) -> PlatformConfig:
+    def from_pki_dir(cls, directory: Path, *, use_ocsp: bool = False, soft_fail: bool = False,
+                     revocation_max_age: float = DEFAULT_MAX_CACHE_AGE.total_seconds()) -> PlatformConfig:
         base = Path(directory)
         return cls(roots=(base / "root/cert.pem",), intermediates=(base / "intermediate/cert.pem",),
-                   registry=base / "registry.toml", crl_dir=base / "crl", use_ocsp=use_ocsp, soft_fail=soft_fail)
+                   registry=base / "registry.toml", crl_dir=base / "crl", use_ocsp=use_ocsp, soft_fail=soft_fail,
+                   revocation_max_age=revocation_max_age)
 
 
 def load_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
@@ -68,5 +73,6 @@ def build_platform(config: PlatformConfig) -> CertificatePlatform:
         ocsp_fetcher=HttpOcspFetcher(timeout=config.ocsp_timeout) if config.use_ocsp else None,
         crl_fetcher=FileCrlFetcher(config.crl_dir) if config.crl_dir is not None else None,
         soft_fail=config.soft_fail,
+        max_cache_age=datetime.timedelta(seconds=config.revocation_max_age),
     )
     return CertificatePlatform(trust, revocation, load_registry(config.registry))

@@ -209,17 +209,28 @@ def evaluate_crl(crl: x509.CertificateRevocationList, cert: x509.Certificate) ->
                             entry.revocation_date_utc, reason)
 
 
+DEFAULT_MAX_CACHE_AGE = datetime.timedelta(minutes=5)
+
+
 class RevocationChecker:
-    """Asks OCSP first (when the certificate names a responder), then the CRL; caches until nextUpdate."""
+    """Asks OCSP first (when the certificate names a responder), then the CRL.
+
+    Answers and CRLs are cached until their nextUpdate, but never longer than ``max_cache_age``: a CA's
+    nextUpdate is often days away, and a revocation the CA has already published (a new CRL file, a new
+    OCSP answer) must reach the gateway within minutes, not at the old CRL's expiry.
+    """
 
     def __init__(self, *, ocsp_fetcher: OcspFetcher | None = None, crl_fetcher: CrlFetcher | None = None,
-                 soft_fail: bool = False, skew: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
+                 soft_fail: bool = False, skew: datetime.timedelta = datetime.timedelta(minutes=5),
+                 max_cache_age: datetime.timedelta = DEFAULT_MAX_CACHE_AGE) -> None:
         self._ocsp = ocsp_fetcher
         self._crl = crl_fetcher
         self.soft_fail = soft_fail
         self._skew = skew
-        self._answers: dict[tuple[x509.Certificate, int], RevocationAnswer] = {}
-        self._crls: dict[x509.Certificate, x509.CertificateRevocationList] = {}
+        self._max_age = max_cache_age
+        # Each cache entry carries the moment it stops being used: min(nextUpdate, fetched + max age).
+        self._answers: dict[tuple[x509.Certificate, int], tuple[RevocationAnswer, datetime.datetime]] = {}
+        self._crls: dict[x509.Certificate, tuple[x509.CertificateRevocationList, datetime.datetime]] = {}
         self._lock = threading.Lock()
         self.soft_failures = 0
         """How many certificates were accepted without a revocation answer (soft-fail): exported as a metric."""
@@ -233,8 +244,8 @@ class RevocationChecker:
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime.datetime) -> RevocationAnswer:
         key = (issuer, cert.serial_number)  # issuer compared by full DER on lookup
         cached = self._answers.get(key)
-        if cached is not None and cached.next_update is not None and now < cached.next_update:
-            return cached
+        if cached is not None and now < cached[1]:
+            return cached[0]
         failures: list[str] = []
         answer = self._ask_ocsp(cert, issuer, now, failures) or self._ask_crl(cert, issuer, now, failures)
         if answer is None:
@@ -246,7 +257,7 @@ class RevocationChecker:
             raise Refusal("revocation-unavailable", f"the certificate's revocation status cannot be had: {detail}")
         if answer.next_update is not None and answer.status is not RevocationStatus.UNKNOWN:
             with self._lock:
-                self._answers[key] = answer
+                self._answers[key] = (answer, min(answer.next_update, now + self._max_age))
         return answer
 
     def _ask_ocsp(self, cert, issuer, now, failures) -> RevocationAnswer | None:
@@ -262,8 +273,10 @@ class RevocationChecker:
     def _ask_crl(self, cert, issuer, now, failures) -> RevocationAnswer | None:
         if self._crl is None:
             return None
-        crl = self._crls.get(issuer)
-        if crl is None or crl.next_update_utc is None or crl.next_update_utc <= now:
+        cached = self._crls.get(issuer)
+        if cached is not None and now < cached[1]:
+            crl = cached[0]
+        else:
             try:
                 crl = load_crl(self._crl(issuer, cert))
                 check_crl_authentic(crl, issuer, now, self._skew)
@@ -271,7 +284,7 @@ class RevocationChecker:
                 failures.append(f"CRL: {exc}")
                 return None
             with self._lock:
-                self._crls[issuer] = crl
+                self._crls[issuer] = (crl, min(crl.next_update_utc, now + self._max_age))
         return evaluate_crl(crl, cert)
 
     def require_good(self, cert: x509.Certificate, issuer: x509.Certificate,

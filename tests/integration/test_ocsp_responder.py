@@ -220,7 +220,7 @@ def test_an_answer_is_served_from_the_cache_until_its_next_update(served):
         calls.append(url)
         return fetcher(url, request_der)
 
-    checker = RevocationChecker(ocsp_fetcher=counting)
+    checker = RevocationChecker(ocsp_fetcher=counting, max_cache_age=datetime.timedelta(hours=2))
     cert = served.person("releaser")
     first = checker.status(cert, served.intermediate, NOW)
     assert checker.status(cert, served.intermediate, NOW) == first
@@ -229,6 +229,24 @@ def test_an_answer_is_served_from_the_cache_until_its_next_update(served):
     later = checker.status(cert, served.intermediate, NOW + datetime.timedelta(minutes=61))  # past nextUpdate
     assert len(calls) == 2
     assert later.status is RevocationStatus.GOOD and later.next_update >= first.next_update
+
+
+def test_a_cached_answer_is_asked_again_after_the_maximum_cache_age(served):
+    """nextUpdate may lie days ahead; a revocation the CA has published must still arrive within minutes."""
+    calls = []
+    fetcher = HttpOcspFetcher()
+
+    def counting(url, request_der):
+        calls.append(url)
+        return fetcher(url, request_der)
+
+    checker = RevocationChecker(ocsp_fetcher=counting)  # default maximum age: 5 minutes
+    cert = served.person("head")
+    checker.status(cert, served.intermediate, NOW)
+    checker.status(cert, served.intermediate, NOW + datetime.timedelta(minutes=4))
+    assert len(calls) == 1
+    checker.status(cert, served.intermediate, NOW + datetime.timedelta(minutes=6))
+    assert len(calls) == 2
 
 
 # --- the responder's protocol ---------------------------------------------------------------------------
