@@ -42,8 +42,21 @@ _HTTP_STATUS = {
     "too-large": 413,
     "rate-limited": 429,
     "duplicate-conflict": 409,
+    # The voucher's stored history does not allow this revision now (it may later, once the latest is
+    # sent back): a conflict with the resource's state, not a defect of the document itself.
+    "revision-not-accepted": 409,
     "signer-not-authorised": 403,
     "agency-mismatch": 403,
+    "agency-unknown": 403,
+    "client-certificate-required": 401,
+    "certificate-untrusted": 403,
+    "certificate-expired": 403,
+    "certificate-not-yet-valid": 403,
+    "certificate-key-usage": 403,
+    "certificate-revoked": 403,
+    "certificate-status-unknown": 403,
+    "revocation-unavailable": 503,  # a revocation source is down: try again later, nothing is wrong with the input
+    "not-found": 404,
 }
 
 

@@ -1,0 +1,185 @@
+"""The intake decision: what to do with a verified voucher given what the store already holds for its id.
+
+Pure and table-driven, so every case is visible in one place and tested row by row; the store adapter
+reads the history inside the transaction that will store the voucher, calls :func:`decide_intake`, and
+acts on the answer (issue 3):
+
+=====================================================  ==================================================
+the store holds, for this voucher id                   decision
+=====================================================  ==================================================
+this revision, with the same SHA-256                   :class:`Duplicate` — answer the ORIGINAL receipt
+this revision, with another SHA-256                    :class:`Conflict` — ``duplicate-conflict`` (409)
+nothing, and the revision is 1                         :class:`Accept`
+nothing, and the revision is above 1                   :class:`RevisionNotAccepted`
+other revisions: the next one (latest + 1), the        :class:`Accept` (``correction_of`` = latest)
+latest was rejected (退件), and ``Corrects`` names it
+other revisions, any of those three not so             :class:`RevisionNotAccepted`, saying which
+=====================================================  ==================================================
+
+Why these rules: a retry of the same bytes must be harmless (the agency cannot tell a lost answer from a
+lost request, so it resends), while different bytes under a revision we already hold would silently
+replace a signed payment order; and a voucher may only move on while the treasury has sent it back,
+otherwise two live revisions of one payment could both be paid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import Problem, Refusal
+from .voucher_check import VerifiedVoucher
+from .voucher_model import VoucherRef
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _check_revision(revision: int) -> None:
+    if not isinstance(revision, int) or isinstance(revision, bool) or not 1 <= revision <= 999:
+        raise ValueError(f"a revision is an integer from 1 to 999, not {revision!r}")
+
+
+def _check_sha256(value: str) -> None:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise ValueError("a SHA-256 digest is 64 lowercase hex digits")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The incoming voucher as intake needs it: all from the signed voucher and the received bytes."""
+
+    voucher_id: str
+    revision: int
+    received_sha256: str
+    corrects: VoucherRef | None = None
+
+    def __post_init__(self) -> None:
+        _check_revision(self.revision)
+        _check_sha256(self.received_sha256)
+
+    @classmethod
+    def of(cls, verified: VerifiedVoucher) -> Submission:
+        voucher = verified.voucher
+        return cls(voucher.voucher_id, voucher.revision, verified.received_sha256, voucher.corrects)
+
+
+@dataclass(frozen=True)
+class PriorRevision:
+    """One revision of the voucher already in the store.
+
+    ``rejected`` rather than the workflow's full status: intake only asks whether the treasury sent this
+    revision back (退件); the store maps its own states onto that one bit, so the workflow can grow
+    states without touching intake.
+    """
+
+    revision: int
+    received_sha256: str
+    rejected: bool
+    receipt: bytes
+    """The signed receipt issued for it, byte for byte: what a duplicate submission gets back."""
+
+    def __post_init__(self) -> None:
+        _check_revision(self.revision)
+        _check_sha256(self.received_sha256)
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Store the voucher and issue a new receipt (HTTP 202)."""
+
+    correction_of: int | None = None
+    """The rejected revision this one replaces, if it is a correction."""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The exact bytes were received before: answer the original receipt, change nothing (HTTP 200)."""
+
+    original_receipt: bytes
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """This revision is held with other bytes: refuse, change nothing (``duplicate-conflict``, HTTP 409)."""
+
+    problem: Problem
+
+    @property
+    def refusal(self) -> Refusal:
+        return Refusal([self.problem])
+
+
+@dataclass(frozen=True)
+class RevisionNotAccepted:
+    """A revision the voucher's history does not allow now (``revision-not-accepted``, HTTP 409)."""
+
+    problem: Problem
+
+    @property
+    def refusal(self) -> Refusal:
+        return Refusal([self.problem])
+
+
+Decision = Accept | Duplicate | Conflict | RevisionNotAccepted
+
+_CORRECTS_PATH = "/Voucher/Header/Corrects"
+_REVISION_PATH = "/Voucher/Header/Revision"
+
+# What a new revision must satisfy against the latest stored one, checked in this order; the first that
+# fails is the answer. Each row: (holds?, message, path). Messages are formatted with s (the submission)
+# and latest (the latest stored revision).
+_CorrectionRule = tuple[Callable[[Submission, PriorRevision], bool], str, str]
+CORRECTION_RULES: tuple[_CorrectionRule, ...] = (
+    (lambda s, latest: s.revision == latest.revision + 1,
+     "revision {s.revision} is not the next revision: the latest received is {latest.revision}, so a "
+     "correction must be revision {next}",
+     _REVISION_PATH),
+    (lambda s, latest: latest.rejected,
+     "revision {latest.revision} has not been sent back (退件); a new revision is accepted only as the "
+     "correction of a rejected one",
+     _REVISION_PATH),
+    (lambda s, latest: s.corrects is not None and s.corrects.voucher_id == s.voucher_id
+     and s.corrects.revision == latest.revision,
+     "a correction of {s.voucher_id} must name revision {latest.revision} (the rejected one) in Corrects",
+     _CORRECTS_PATH),
+)
+
+
+def _not_accepted(message: str, path: str) -> RevisionNotAccepted:
+    return RevisionNotAccepted(Problem("revision-not-accepted", message, path=path))
+
+
+def decide_intake(submission: Submission, history: Sequence[PriorRevision]) -> Decision:
+    """Decide what to do with ``submission`` given ``history`` (every stored revision of its voucher id).
+
+    The history must be read in the same transaction that stores an accepted voucher, or two concurrent
+    submissions could both be accepted; a unique key on (voucher id, revision) in the store backs this up.
+    A history with a revision twice is a store bug and raises ValueError, not a Refusal.
+    """
+    by_revision = {prior.revision: prior for prior in history}
+    if len(by_revision) != len(history):
+        raise ValueError("the history holds a revision more than once")
+
+    same = by_revision.get(submission.revision)
+    if same is not None:
+        if same.received_sha256 == submission.received_sha256:
+            return Duplicate(same.receipt)
+        return Conflict(Problem(
+            "duplicate-conflict",
+            f"revision {submission.revision} of {submission.voucher_id} was already received with other content "
+            f"(SHA-256 {same.received_sha256}); send a correction as a new revision once it is sent back",
+            path=_REVISION_PATH))
+
+    if not by_revision:
+        if submission.revision == 1:
+            return Accept()
+        return _not_accepted(
+            f"no revision of {submission.voucher_id} has been received, so revision {submission.revision} "
+            "corrects nothing; send revision 1 first", _REVISION_PATH)
+
+    latest = by_revision[max(by_revision)]
+    for holds, message, path in CORRECTION_RULES:
+        if not holds(submission, latest):
+            return _not_accepted(message.format(s=submission, latest=latest, next=latest.revision + 1), path)
+    return Accept(correction_of=latest.revision)

@@ -1,0 +1,117 @@
+"""RFC 9457 problem documents (``application/problem+json``) for refusals and for our own failures.
+
+Pure: a refusal in, a JSON-ready dict out; the HTTP adapter serialises it and sets the status and media
+type. One ``type`` URI per stable error code, ``https://vgw.taipei.gov.tw/problems/{code}``: RFC 9457
+makes ``type`` the primary identifier of a problem, so it must be as stable as the code itself; the
+host is the gateway's public name, and a page for each code may be served there later (RFC 9457 lets a
+type URI be a name that is not dereferenceable). ``code`` repeats the code as a plain member, because
+agencies' systems match on it. ``title`` is fixed per code (RFC 9457 says it should not change from
+occurrence to occurrence); everything particular to this request goes into ``detail`` and ``errors``.
+"""
+
+from __future__ import annotations
+
+from .errors import Refusal
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://vgw.taipei.gov.tw/problems/"
+INTERNAL_ERROR_CODE = "internal-error"
+
+# One short, fixed title per stable code (docs/api.md lists them all; a test keeps the two in step).
+TITLES: dict[str, str] = {
+    "xml-malformed": "The document is not well-formed XML",
+    "xml-forbidden-construct": "The document uses a forbidden XML construct",
+    "too-large": "The document is too large",
+    "too-deep": "The document nests too deeply",
+    "schema-invalid": "The document does not follow its schema",
+    "amount-not-positive": "An amount is not above zero",
+    "line-count-mismatch": "The line count does not match the lines",
+    "control-total-mismatch": "The control total does not match the lines",
+    "line-number-sequence": "The lines are not numbered in sequence",
+    "payee-id-invalid": "A payee identifier is not valid",
+    "bank-branch-unknown": "A bank branch is not in the FISC list",
+    "bank-not-reachable": "A bank takes no interbank remittances",
+    "fiscal-year-out-of-range": "The fiscal year is out of range",
+    "prepared-in-future": "The preparation date lies in the future",
+    "correction-reference-missing": "A correction does not name the revision it corrects",
+    "correction-reference-invalid": "A correction names a revision it cannot correct",
+    "signature-missing": "The document is not signed",
+    "signature-multiple": "The document carries more than one signature",
+    "signature-misplaced": "The signature is not the document's last child",
+    "signature-reference-forbidden": "The signature references something outside the profile",
+    "signature-transform-forbidden": "The signature uses a transform outside the profile",
+    "signature-algorithm-forbidden": "The signature uses an algorithm outside the profile",
+    "signature-key-info-invalid": "The signature's KeyInfo is not one X.509 certificate",
+    "signature-id-duplicated": "An id occurs more than once",
+    "signature-invalid": "The signature does not verify",
+    "signature-time-invalid": "The signing time is missing or out of bounds",
+    "certificate-untrusted": "The signer's certificate is not trusted",
+    "certificate-expired": "The signer's certificate has expired",
+    "certificate-not-yet-valid": "The signer's certificate is not yet valid",
+    "certificate-key-usage": "The certificate may not be used for this purpose",
+    "certificate-revoked": "The certificate is revoked",
+    "certificate-status-unknown": "The certificate's revocation status is unknown",
+    "revocation-unavailable": "The certificate's revocation status could not be checked",
+    "signer-not-authorised": "The signer holds no such role for this agency",
+    "agency-mismatch": "The voucher belongs to another agency than the caller",
+    "duplicate-conflict": "This voucher revision was already received with other content",
+    "revision-not-accepted": "This voucher revision is not accepted now",
+    "receipt-signer-unexpected": "The receipt is not signed by the gateway",
+    "rate-limited": "Too many requests",
+    "cursor-invalid": "The paging cursor is not valid",
+    "limit-invalid": "The page size is out of range",
+    INTERNAL_ERROR_CODE: "Internal error",
+    "agency-unknown": "The client certificate names no known agency",
+    "client-certificate-required": "A client certificate is required",
+    "not-found": "No such resource for this caller",
+}
+_FALLBACK_TITLE = "The request was refused"
+
+
+def problem_type(code: str) -> str:
+    """The ``type`` URI of a code."""
+    return PROBLEM_TYPE_BASE + code
+
+
+def problem_document(refusal: Refusal, *, instance: str | None = None) -> dict:
+    """The problem document answering ``refusal``: RFC 9457 members plus ``code`` and ``errors``.
+
+    ``errors`` lists every problem found, each with its code, message and, for XML, line and path, so an
+    agency can fix all of them in one round. ``detail`` is the first problem's message, prefixed with the
+    count when there are several. ``instance`` identifies this occurrence (e.g. a request id) when given.
+    """
+    first = refusal.problems[0]
+    count = len(refusal.problems)
+    detail = first.message if count == 1 else f"{count} problems; the first: {first.message}"
+    document = {
+        "type": problem_type(refusal.code),
+        "title": TITLES.get(refusal.code, _FALLBACK_TITLE),
+        "status": refusal.http_status,
+        "detail": detail,
+        "code": refusal.code,
+        "errors": [problem.as_dict() for problem in refusal.problems],
+    }
+    if instance is not None:
+        document["instance"] = instance
+    return document
+
+
+def problem_for_internal_error(instance: str | None = None) -> dict:
+    """The answer to a failure of our own (HTTP 500).
+
+    It takes no exception on purpose: exception text can carry paths, SQL, key material or another
+    agency's data, and is for the log only. ``instance`` (a request id also written to the log) is what
+    lets an operator find the cause from an agency's report.
+    """
+    document = {
+        "type": problem_type(INTERNAL_ERROR_CODE),
+        "title": TITLES[INTERNAL_ERROR_CODE],
+        "status": 500,
+        "detail": "The gateway could not process this request. It is safe to send the same document again "
+                  "later: one already stored is answered with its original receipt.",
+        "code": INTERNAL_ERROR_CODE,
+        "errors": [],
+    }
+    if instance is not None:
+        document["instance"] = instance
+    return document
