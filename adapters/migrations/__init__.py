@@ -1,0 +1,54 @@
+"""Versioned schema migrations shared by the SQLite and PostgreSQL stores.
+
+Each step is a Python module (``vNNNN_*.py``) holding plain SQL per backend, so the steps ship inside the
+package with no package-data configuration and both backends advance through the same version numbers.
+The ``schema_version`` table records every step applied. A store applies the missing steps when it opens,
+in one transaction under the backend's write lock (so two processes opening at once apply each step once),
+and refuses to open a database whose version is newer than this code knows: an older gateway writing into
+a newer schema could break invariants it does not know about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import v0001_initial
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        return {"sqlite": self.sqlite, "postgresql": self.postgresql}[dialect]
+
+
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL)) for m in (v0001_initial,)
+)
+LATEST = MIGRATIONS[-1].version
+
+SCHEMA_VERSION_DDL = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+              "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+    "postgresql": "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                  "description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+}
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer gateway; this one must not touch it."""
+
+
+def pending(current: int) -> list[Migration]:
+    """The steps to apply to a database at ``current`` (0: empty), or SchemaTooNew."""
+    if current > LATEST:
+        raise SchemaTooNew(f"the store's schema is version {current}, newer than this gateway knows "
+                           f"({LATEST}); upgrade the gateway")
+    return [m for m in MIGRATIONS if m.version > current]
+
+
+assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migration versions must be 1..N"

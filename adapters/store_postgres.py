@@ -1,0 +1,163 @@
+"""The PostgreSQL store (psycopg 3): for several gateway processes sharing one database.
+
+Concurrency choices:
+- Every write transaction first locks the single ``audit_head`` row (``SELECT … FOR UPDATE``). That row is
+  the chain's serialisation point across all processes: the next appender waits until the holder commits
+  or rolls back, then reads the new head. ``UNIQUE(prev_hash)`` and the primary key on seq would refuse a
+  fork even if that lock were ever bypassed.
+- READ COMMITTED, not SERIALIZABLE: under the head lock the duplicate check sees every committed intake,
+  and SERIALIZABLE would only add retry loops. The primary key (voucher_id, revision) is the backstop: a
+  unique violation is answered as :class:`AlreadyStored` like the check itself.
+- One connection per thread (a psycopg connection runs one transaction at a time), autocommit with
+  explicit ``conn.transaction()`` blocks; a connection found broken is replaced on next use.
+- Serialising every intake on one row bounds write throughput by commit latency; that is the price of one
+  total order for the audit log, and batching several intakes per transaction is the lever if needed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from gateway.audit import next_entry
+from gateway.store import (
+    AlreadyStored,
+    AuditEntry,
+    AuditEvent,
+    IntakeRecord,
+    StoreError,
+    canonical_json,
+    check_intake_pair,
+)
+
+from . import migrations
+from .sql_store_reads import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStoreReads
+
+_MIGRATION_LOCK = 0x76677731  # pg_advisory_xact_lock key: one migrator at a time per database ("vgw1")
+
+
+
+class PostgresStore(SqlStoreReads):
+    """:class:`gateway.store.VoucherStore` over a PostgreSQL database named by a ``postgresql://`` URL."""
+
+    placeholder = "%s"
+    cursor_tuple = "(%s::timestamptz, %s::text, %s::integer)"
+
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- connections -------------------------------------------------------------------------------------
+
+    def _conn(self) -> psycopg.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            try:
+                conn = psycopg.connect(self._url, autocommit=True)
+                conn.execute("SET TIME ZONE 'UTC'")
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to the PostgreSQL store: {exc}") from exc
+            with self._lock:
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _read(self, sql: str, params: tuple = ()) -> list:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL read failed: {exc}") from exc
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(migrations.SCHEMA_VERSION_DDL["postgresql"])
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+                for step in migrations.pending(current):
+                    for statement in step.statements("postgresql"):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                                 (step.version, step.description))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot migrate the PostgreSQL store: {exc}") from exc
+
+    # --- the port ----------------------------------------------------------------------------------------
+
+    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
+        check_intake_pair(record, event)
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                head = self._lock_head(conn)
+                existing = self._select_one(conn, record.voucher_id, record.revision)
+                if existing is not None:
+                    raise AlreadyStored(existing)
+                entry = self._append(conn, head, event)
+                conn.execute(
+                    f"INSERT INTO intake ({INTAKE_COLUMNS}, audit_seq) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (record.voucher_id, record.revision, record.agency, record.received_sha256,
+                     record.received_bytes, record.received_at, record.status, record.receipt_id,
+                     record.receipt_xml, canonical_json(record.summary), entry.seq))
+        except pg_errors.UniqueViolation as exc:
+            existing = self.get(record.voucher_id, record.revision)
+            if existing is not None:
+                raise AlreadyStored(existing) from None
+            raise StoreError(f"PostgreSQL refused the intake: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+        return record
+
+    def append_audit(self, event: AuditEvent) -> AuditEntry:
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                return self._append(conn, self._lock_head(conn), event)
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # --- inside a write transaction --------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_head(conn: psycopg.Connection) -> tuple[int, str]:
+        """Lock the chain head until this transaction ends; every appender in every process queues here."""
+        seq, head_hash = conn.execute("SELECT seq, hash FROM audit_head WHERE one FOR UPDATE").fetchone()
+        return seq, head_hash
+
+    def _select_one(self, conn: psycopg.Connection, voucher_id: str, revision: int) -> IntakeRecord | None:
+        row = conn.execute(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = %s AND revision = %s",
+                           (voucher_id, revision)).fetchone()
+        return None if row is None else self._record(row)
+
+    @staticmethod
+    def _append(conn: psycopg.Connection, head: tuple[int, str], event: AuditEvent) -> AuditEntry:
+        entry = next_entry(head[0], head[1], event)
+        conn.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                     (entry.seq, event.at, event.actor, event.action, event.subject, event.document_sha256,
+                      canonical_json(event.detail), entry.prev_hash, entry.hash))
+        conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE one", (entry.seq, entry.hash))
+        return entry

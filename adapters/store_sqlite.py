@@ -1,0 +1,164 @@
+"""The SQLite store: the embedded default, one database file on the gateway's own disk.
+
+Durability and ordering choices:
+- WAL journal with ``synchronous=FULL``: a commit is on disk before ``record_intake`` returns, so a receipt
+  is never issued for a voucher a power cut could take back (NORMAL would only keep the database intact).
+- Every write starts with ``BEGIN IMMEDIATE``, taking SQLite's single write lock before reading the chain
+  head, so two writers (threads or processes on this host) can never append after the same entry.
+  ``UNIQUE(prev_hash)`` in the schema would refuse a fork anyway.
+- One connection per thread (``sqlite3`` connections must not be shared by threads mid-transaction); WAL
+  lets those readers run while a writer commits. Connections are kept in a list so ``close`` can close all;
+  a thread that ends leaves its connection open until then, which suits a service's long-lived pool.
+- A busy timeout makes writers queue for the lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gateway.audit import next_entry
+from gateway.store import (
+    GENESIS_HASH,
+    AlreadyStored,
+    AuditEntry,
+    AuditEvent,
+    IntakeRecord,
+    StoreError,
+    canonical_json,
+    check_intake_pair,
+    parse_utc_text,
+    utc_text,
+)
+
+from . import migrations
+from .sql_store_reads import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStoreReads
+
+BUSY_TIMEOUT_S = 30.0
+
+
+
+
+class SqliteStore(SqlStoreReads):
+    """:class:`gateway.store.VoucherStore` over one SQLite file."""
+
+    def _time_param(self, at: datetime.datetime):
+        return utc_text(at)
+
+    def _time_value(self, value) -> datetime.datetime:
+        return parse_utc_text(value)
+
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- connections and transactions ------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # check_same_thread=False only so close() may close it from another thread; in use it
+                # stays with the thread that opened it. isolation_level=None: we issue BEGIN ourselves.
+                conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the SQLite store {self._path}: {exc}") from exc
+            with self._lock:
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database's write lock from its first statement."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot begin a write: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"SQLite write failed: {exc}") from exc
+            raise
+
+    def _read(self, sql: str, params: tuple = ()) -> list:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite read failed: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            conn.execute(migrations.SCHEMA_VERSION_DDL["sqlite"])
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for step in migrations.pending(current):
+                for statement in step.statements("sqlite"):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                             (step.version, step.description))
+
+    # --- the port ----------------------------------------------------------------------------------------
+
+    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
+        check_intake_pair(record, event)
+        with self._write() as conn:
+            existing = conn.execute(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = ? AND revision = ?",
+                                    (record.voucher_id, record.revision)).fetchone()
+            if existing is not None:
+                raise AlreadyStored(self._record(existing))
+            entry = self._append(conn, event)
+            conn.execute(
+                f"INSERT INTO intake ({INTAKE_COLUMNS}, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.voucher_id, record.revision, record.agency, record.received_sha256, record.received_bytes,
+                 utc_text(record.received_at), record.status, record.receipt_id, record.receipt_xml,
+                 canonical_json(record.summary), entry.seq))
+        return record
+
+    def append_audit(self, event: AuditEvent) -> AuditEntry:
+        with self._write() as conn:
+            return self._append(conn, event)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # --- inside a write transaction --------------------------------------------------------------------
+
+    @staticmethod
+    def _append(conn: sqlite3.Connection, event: AuditEvent) -> AuditEntry:
+        row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        entry = next_entry(*(row or (0, GENESIS_HASH)), event)
+        conn.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (entry.seq, utc_text(event.at), event.actor, event.action, event.subject,
+                      event.document_sha256, canonical_json(event.detail), entry.prev_hash, entry.hash))
+        return entry

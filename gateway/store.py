@@ -1,0 +1,263 @@
+"""The storage port: what the gateway keeps of every accepted voucher, and the audit log beside it.
+
+Pure: the record types, the port (a Protocol the SQLite and PostgreSQL adapters both satisfy, checked by
+one contract suite, ``tests/integration/test_store_contract.py``) and the pieces both adapters must agree
+on byte for byte (timestamps, JSON, the paging cursor). No SQL here.
+
+The records validate themselves on construction, so an adapter cannot store, nor hand back, a record
+whose bytes do not match its digest or whose times are naive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import GatewayError, Refusal
+
+if TYPE_CHECKING:
+    from .certificates import CertificateIdentity
+    from .voucher_check import VerifiedVoucher
+
+GENESIS_HASH = "0" * 64
+"""The prev_hash of audit entry 1: nothing comes before it."""
+
+MAX_PAGE = 1000
+"""The largest page a caller may ask for; bounds the memory one request can make the store use."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling of ``value``: sorted keys, no spaces, no NaN. Hashes and stored columns use it
+    so that what is hashed is exactly what is stored, whichever database holds it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _json_normalised(value: Any, what: str) -> Any:
+    """``value`` as it will come back from storage (tuples become lists, int keys strings), or ValueError.
+    Normalising up front makes a stored record equal to the one that was stored."""
+    try:
+        return json.loads(canonical_json(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def utc(at: datetime.datetime, what: str) -> datetime.datetime:
+    """``at`` in UTC; refuses naive times, which would be read differently by each database."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime")
+    return at.astimezone(datetime.timezone.utc)
+
+
+def utc_text(at: datetime.datetime) -> str:
+    """Fixed-width ISO 8601 UTC (``2026-01-02T03:04:05.000006Z``): sorts as text in the order of time, so
+    SQLite can keep it in a TEXT column and the hash chain reads the same from both databases."""
+    return utc(at, "time").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_text(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def _check_hex64(value: str | None, what: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise ValueError(f"{what} must be 64 lowercase hex digits, not {value!r}")
+
+
+@dataclass(frozen=True)
+class IntakeRecord:
+    """One accepted revision of one voucher: the exact bytes received and what the gateway answered.
+
+    ``summary`` holds the values queries need without re-parsing the XML (see :func:`summary_of`).
+    """
+
+    voucher_id: str
+    revision: int
+    agency: str
+    received_sha256: str
+    received_bytes: bytes = field(repr=False)
+    received_at: datetime.datetime
+    status: str
+    receipt_id: str
+    receipt_xml: bytes = field(repr=False)
+    summary: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.voucher_id or not self.agency or not self.status or not self.receipt_id:
+            raise ValueError("voucher_id, agency, status and receipt_id must not be empty")
+        if not isinstance(self.revision, int) or isinstance(self.revision, bool) or self.revision < 0:
+            raise ValueError(f"revision must be a non-negative int, not {self.revision!r}")
+        _check_hex64(self.received_sha256, "received_sha256")
+        if not isinstance(self.received_bytes, bytes) or not isinstance(self.receipt_xml, bytes):
+            raise ValueError("received_bytes and receipt_xml must be bytes")
+        # The one invariant a store must never break: the digest names exactly these bytes.
+        if hashlib.sha256(self.received_bytes).hexdigest() != self.received_sha256:
+            raise ValueError(f"received_sha256 does not match the received bytes of {self.voucher_id}")
+        if not isinstance(self.summary, dict):
+            raise ValueError("summary must be a dict")
+        object.__setattr__(self, "received_at", utc(self.received_at, "received_at"))
+        object.__setattr__(self, "summary", _json_normalised(self.summary, "summary"))
+
+    @property
+    def subject(self) -> str:
+        """How the audit log names this revision."""
+        return f"{self.voucher_id}#{self.revision}"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One state change to record: who (``actor``), did what (``action``) to what (``subject``), when, and
+    the digest of the document it concerned. ``detail`` is free JSON for the rest."""
+
+    at: datetime.datetime
+    actor: str
+    action: str
+    subject: str
+    document_sha256: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.actor or not self.action or not self.subject:
+            raise ValueError("actor, action and subject must not be empty")
+        _check_hex64(self.document_sha256, "document_sha256", optional=True)
+        if not isinstance(self.detail, dict):
+            raise ValueError("detail must be a dict")
+        object.__setattr__(self, "at", utc(self.at, "at"))
+        object.__setattr__(self, "detail", _json_normalised(self.detail, "detail"))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit event as stored: its place in the chain and the hashes that bind it there."""
+
+    seq: int
+    event: AuditEvent
+    prev_hash: str
+    hash: str
+
+
+class StoreError(GatewayError):
+    """The store could not do what was asked for a reason other than the caller's input."""
+
+
+class UnreadableAuditEntry(StoreError):
+    """A stored audit row cannot even be read back as an entry (bad JSON, bad time, bad digest): tampering
+    or corruption at ``seq``. Entries before it were readable."""
+
+    def __init__(self, seq: int, why: str) -> None:
+        super().__init__(f"audit entry {seq} is unreadable: {why}")
+        self.seq = seq
+        self.why = why
+
+
+class AlreadyStored(GatewayError):
+    """(voucher_id, revision) is already stored; nothing was changed. ``existing`` is what is stored, so the
+    caller can answer a repeat with the original receipt or a conflict when the bytes differ."""
+
+    def __init__(self, existing: IntakeRecord) -> None:
+        super().__init__(f"{existing.voucher_id} revision {existing.revision} is already stored")
+        self.existing = existing
+
+
+class VoucherStore(Protocol):
+    """Durable storage of accepted vouchers and the hash-chained audit log.
+
+    Every method is safe to call from several threads at once, and several processes may share one store
+    (PostgreSQL; SQLite on one host). Audit entries are appended in one total order: seq 1, 2, 3, … each
+    with the previous entry's hash, never two entries with the same predecessor.
+    """
+
+    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
+        """Store ``record`` and append ``event`` to the audit log in ONE transaction; return the record.
+
+        Raises :class:`AlreadyStored` (changing nothing) when (voucher_id, revision) is already stored.
+        ``event.document_sha256`` must be the record's ``received_sha256`` (ValueError otherwise).
+        """
+
+    def get(self, voucher_id: str, revision: int | None = None) -> IntakeRecord | None:
+        """That revision, or the highest stored revision when ``revision`` is None; None if not stored."""
+
+    def revisions(self, voucher_id: str) -> list[IntakeRecord]:
+        """Every stored revision of ``voucher_id``, lowest first."""
+
+    def list_for_agency(self, agency: str, *, status: str | None = None,
+                        received_from: datetime.datetime | None = None,
+                        received_to: datetime.datetime | None = None, after: str | None = None,
+                        limit: int = 100) -> tuple[list[IntakeRecord], str | None]:
+        """One page of ``agency``'s records, ordered by (received_at, voucher_id, revision).
+
+        ``received_from`` is inclusive, ``received_to`` exclusive. ``after`` is the cursor a previous page
+        returned; the second item is the cursor of the next page, or None after the last. A malformed
+        cursor is a :class:`Refusal` (``cursor-invalid``); ``limit`` must be 1..MAX_PAGE.
+        """
+
+    def append_audit(self, event: AuditEvent) -> AuditEntry:
+        """Append ``event`` to the audit log in its own transaction; return the stored entry."""
+
+    def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Up to ``limit`` entries with seq > ``after_seq``, in seq order."""
+
+    def close(self) -> None:
+        """Release connections. The store must not be used afterwards."""
+
+
+# --- what both adapters share: paging cursor, page limits, intake summary --------------------------------
+
+
+def encode_cursor(record: IntakeRecord) -> str:
+    """An opaque cursor pointing just past ``record`` in (received_at, voucher_id, revision) order."""
+    raw = canonical_json([utc_text(record.received_at), record.voucher_id, record.revision])
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime.datetime, str, int]:
+    """The position a cursor names, or :class:`Refusal` ``cursor-invalid`` (it comes from a client)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, voucher_id, revision = json.loads(raw.decode("utf-8"))
+        if not isinstance(voucher_id, str) or not isinstance(revision, int) or isinstance(revision, bool):
+            raise ValueError("wrong field types")
+        return parse_utc_text(at), voucher_id, revision
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise Refusal("cursor-invalid", "the paging cursor is not one this gateway issued") from None
+
+
+def check_intake_pair(record: IntakeRecord, event: AuditEvent) -> None:
+    """The audit entry of an intake must name the document stored with it (a caller's bug otherwise)."""
+    if event.document_sha256 != record.received_sha256:
+        raise ValueError("the intake's audit event must carry the record's received_sha256")
+
+
+def check_limit(limit: int) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise Refusal("limit-invalid", f"the page size must be between 1 and {MAX_PAGE}")
+
+
+def actor_of(identity: CertificateIdentity) -> str:
+    """How the audit log names a certificate holder: issuer and serial identify a certificate for good."""
+    return f"cert:{identity.issuer}#{identity.serial_hex}"
+
+
+def summary_of(verified: VerifiedVoucher) -> dict:
+    """The summary an :class:`IntakeRecord` keeps of a verified voucher (JSON, amounts in whole NT$)."""
+    v = verified.voucher
+    ident = verified.signer.identity
+    corrects = None
+    if v.corrects is not None:
+        corrects = {"voucher_id": v.corrects.voucher_id, "revision": v.corrects.revision}
+    return {
+        "control_total": v.total_amount,
+        "line_count": v.line_count,
+        "amounts": [line.amount for line in v.lines],
+        "signer": {"serial": ident.serial_hex, "issuer": ident.issuer, "role": verified.signer.role.value},
+        "corrects": corrects,
+    }
