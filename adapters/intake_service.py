@@ -1,0 +1,122 @@
+"""The intake use case, one blocking call per HTTP request: who is calling, is the voucher good, is it new,
+store it with its audit entry in one transaction, answer with the gateway-signed receipt.
+
+Runs in a worker thread (see adapters/http_api.py). Refusals propagate as :class:`~gateway.errors.Refusal`
+and become problem documents; nothing is stored unless everything passed, and a receipt is only returned
+after the store committed it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from gateway.bank_directory import BankDirectory
+from gateway.certificate_platform import CertificatePlatform
+from gateway.certificates import Purpose
+from gateway.errors import Refusal
+from gateway.intake import Accept, Duplicate, PriorRevision, Submission, decide_intake
+from gateway.receipts import build_receipt, new_receipt_id, sign_receipt
+from gateway.roles import Role
+from gateway.signing import SignerKey
+from gateway.store import AlreadyStored, AuditEvent, IntakeRecord, VoucherStore, actor_of, summary_of, utc_text
+from gateway.voucher_check import check_signed_voucher
+
+from .clock import utc_now
+from .http_api import Answer
+
+RECEIPT_XML = "application/xml"
+REJECTED = "rejected"
+
+
+def agency_of_client(cert: x509.Certificate) -> str | None:
+    """The agency an agency system's TLS certificate speaks for: its organizational unit (OU), as the PKI
+    issues them (``OU=379000001A``). The agency must also be known to the role registry."""
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(units[0].value) if len(units) == 1 else None
+
+
+class IntakeService:
+    def __init__(self, *, platform: CertificatePlatform, banks: BankDirectory, store: VoucherStore,
+                 gateway_key: SignerKey, gateway_cert: x509.Certificate,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.platform = platform
+        self.banks = banks
+        self.store = store
+        self.gateway_key = gateway_key
+        self.gateway_cert = gateway_cert
+        self.clock = clock
+
+    def calling_agency(self, client_cert: x509.Certificate | None, now: datetime) -> str:
+        """Check the TLS client certificate (chain, clientAuth, revocation) and name its agency."""
+        if client_cert is None:
+            raise Refusal("client-certificate-required", "a client certificate is required")
+        checked = self.platform.check(client_cert, Purpose.TLS_CLIENT, now)
+        agency = agency_of_client(client_cert)
+        known = {grant.agency for grant in self.platform.registry.grants}
+        if agency is None or agency not in known:
+            raise Refusal("agency-unknown", f"the client certificate {checked.validated.identity.subject} "
+                          "names no agency known to the registry")
+        return agency
+
+    def submit_voucher(self, body: bytes, client_cert: x509.Certificate | None) -> Answer:
+        now = self.clock()
+        agency = self.calling_agency(client_cert, now)
+        verified = check_signed_voucher(body, platform=self.platform, banks=self.banks, role=Role.PREPARER, now=now)
+        voucher = verified.voucher
+        if voucher.agency_code != agency:
+            raise Refusal("agency-mismatch", f"agency {agency} may not submit vouchers of agency "
+                          f"{voucher.agency_code}")
+        submission = Submission.of(verified)
+        decision = decide_intake(submission, self._history(voucher.voucher_id))
+        if isinstance(decision, Duplicate):
+            return Answer(200, RECEIPT_XML, decision.original_receipt)
+        if not isinstance(decision, Accept):
+            raise decision.refusal
+        receipt_id = new_receipt_id(voucher.voucher_id, voucher.revision, verified.received_sha256)
+        signed_receipt = sign_receipt(build_receipt(verified, receipt_id=receipt_id, received_at=now),
+                                      self.gateway_key, self.gateway_cert, now)
+        record = IntakeRecord(voucher_id=voucher.voucher_id, revision=voucher.revision, agency=agency,
+                              received_sha256=verified.received_sha256, received_bytes=bytes(body),
+                              received_at=now, status="received", receipt_id=receipt_id,
+                              receipt_xml=signed_receipt, summary=summary_of(verified))
+        event = AuditEvent(at=now, actor=actor_of(verified.signer.identity), action="voucher.received",
+                           subject=record.subject, document_sha256=verified.received_sha256,
+                           detail={"receipt_id": receipt_id, "correction_of": decision.correction_of,
+                                   "grant": verified.signer.grant.kind.value})
+        try:
+            self.store.record_intake(record, event)
+        except AlreadyStored:
+            # Another request stored this revision between our read and our write: decide again on what
+            # is stored now (the same bytes are a duplicate, other bytes a conflict).
+            decision = decide_intake(submission, self._history(voucher.voucher_id))
+            if isinstance(decision, Duplicate):
+                return Answer(200, RECEIPT_XML, decision.original_receipt)
+            raise decision.refusal from None  # with this revision now stored: a conflict (or not accepted)
+        return Answer(202, RECEIPT_XML, signed_receipt, {"Location": f"/v1/vouchers/{voucher.voucher_id}"})
+
+    def _history(self, voucher_id: str) -> list[PriorRevision]:
+        return [PriorRevision(revision=r.revision, received_sha256=r.received_sha256, rejected=r.status == REJECTED,
+                              receipt=r.receipt_xml) for r in self.store.revisions(voucher_id)]
+
+    def voucher_status(self, voucher_id: str, client_cert: x509.Certificate | None) -> Answer:
+        """Status and revisions of one of the caller's own vouchers; anyone else's is simply not found."""
+        agency = self.calling_agency(client_cert, self.clock())
+        revisions = self.store.revisions(voucher_id)
+        if not revisions or revisions[-1].agency != agency:
+            raise Refusal("not-found", f"no voucher {voucher_id} of agency {agency}")
+        latest = revisions[-1]
+        return Answer.json(200, {
+            "voucher_id": voucher_id, "agency": agency, "revision": latest.revision, "status": latest.status,
+            "control_total": latest.summary.get("control_total"), "line_count": latest.summary.get("line_count"),
+            "revisions": [{"revision": r.revision, "status": r.status, "received_at": utc_text(r.received_at),
+                           "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],
+        })
+
+    def readiness(self) -> Answer:
+        self.store.revisions("readiness-probe")  # a round trip to the store
+        return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())

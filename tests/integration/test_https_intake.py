@@ -1,0 +1,174 @@
+"""`vgw serve` over real TLS sockets with client certificates: receipts, duplicates, refusals, restart."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from gateway.receipts import verify_receipt
+from gateway.signing import sign_document
+from gateway.voucher_xml import voucher_to_xml
+from simulators.pki.layout import init_pki, load_cert, load_key, revoke
+
+from ..conftest import AGENCY_A, AGENCY_B, NOW
+
+VGW = str(Path(sys.executable).parent / "vgw")
+MAX_BODY = 300_000
+
+
+class Gateway:
+    def __init__(self, pki_dir: Path, store_url: str, log: Path) -> None:
+        self.pki_dir, self.store_url, self.log = pki_dir, store_url, log
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [VGW, "serve", "--pki", str(self.pki_dir), "--listen", "127.0.0.1:0", "--store", self.store_url,
+             "--max-body", str(MAX_BODY), "--revocation-max-age", "0"], stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while self.port is None:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if line.startswith("vgw: ready on https://127.0.0.1:") and line.count(":") >= 2:
+                    self.port = int(line.split(":")[3].split()[0])
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vgw serve did not become ready:\n{self.log.read_text()}")
+            time.sleep(0.05)  # polling the log for the ready line, with a deadline
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.port = None
+        self.log.write_text("")  # the next start writes a fresh ready line
+
+
+def client_context(pki_dir: Path, agency: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki_dir / "root/cert.pem"))
+    if agency is not None:
+        tls = pki_dir / "agencies" / agency / "tls"
+        context.load_cert_chain(str(tls / "cert.pem"), str(tls / "key.pem"))
+    return context
+
+
+def call(gateway: Gateway, method: str, path: str, body: bytes | None = None, agency: str | None = AGENCY_A):
+    conn = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=client_context(gateway.pki_dir, agency),
+                                       timeout=30)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/xml"} if body else {})
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Content-Type"), reply.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("https")
+    init_pki(base / "pki", agencies=3, now=NOW)
+    gateway = Gateway(base / "pki", f"sqlite:///{base / 'store.sqlite3'}", base / "serve.log")
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+_numbers = itertools.count(1)
+
+
+def signed_voucher(gateway: Gateway, factory, agency: str = AGENCY_A, **kw) -> tuple[object, bytes]:
+    """A new voucher (its own number: the store outlives each test) signed by the agency's preparer."""
+    voucher = factory.voucher(agency, today=NOW.date(), voucher_number=f"HT{next(_numbers):06d}", **kw)
+    person = gateway.pki_dir / "agencies" / agency / "people" / "preparer"
+    return voucher, sign_document(voucher_to_xml(voucher), load_key(person / "key.pem"),
+                                  load_cert(person / "cert.pem"), NOW)
+
+
+def problem(body: bytes) -> dict:
+    document = json.loads(body)
+    assert {"type", "title", "status", "code"} <= set(document)
+    return document
+
+
+def test_a_good_voucher_gets_a_receipt_signed_by_the_gateway_and_a_duplicate_the_same_one(served, factory):
+    voucher, data = signed_voucher(served, factory)
+    status, content_type, receipt = call(served, "POST", "/v1/vouchers", data)
+    assert status == 202 and content_type.startswith("application/xml"), receipt
+    gateway_cert = load_cert(served.pki_dir / "gateway/cert.pem")
+    read = verify_receipt(receipt, gateway_cert=gateway_cert, now=NOW)
+    assert (read.voucher_id, read.revision) == (voucher.voucher_id, voucher.revision)
+    again = call(served, "POST", "/v1/vouchers", data)
+    assert again[0] == 200 and again[2] == receipt
+    status, _, body = call(served, "GET", f"/v1/vouchers/{voucher.voucher_id}")
+    assert status == 200 and json.loads(body)["revisions"][0]["status"] == "received"
+
+
+def test_the_same_revision_with_other_bytes_is_a_conflict(served, factory):
+    voucher, data = signed_voucher(served, factory)
+    assert call(served, "POST", "/v1/vouchers", data)[0] == 202
+    person = served.pki_dir / "agencies" / AGENCY_A / "people" / "preparer"
+    other = sign_document(voucher_to_xml(voucher), load_key(person / "key.pem"),
+                          load_cert(person / "cert.pem"), NOW.replace(second=(NOW.second + 1) % 60))
+    status, content_type, body = call(served, "POST", "/v1/vouchers", other)
+    assert status == 409 and content_type == "application/problem+json"
+    assert problem(body)["code"] == "duplicate-conflict"
+
+
+def test_another_agencys_voucher_is_refused_and_hidden(served, factory):
+    voucher, data = signed_voucher(served, factory, agency=AGENCY_B)
+    status, _, body = call(served, "POST", "/v1/vouchers", data, agency=AGENCY_A)
+    assert status == 403 and problem(body)["code"] == "agency-mismatch"
+    assert call(served, "POST", "/v1/vouchers", data, agency=AGENCY_B)[0] == 202
+    status, _, body = call(served, "GET", f"/v1/vouchers/{voucher.voucher_id}", agency=AGENCY_A)
+    assert status == 404 and problem(body)["code"] == "not-found"
+
+
+def test_without_a_client_certificate_there_is_no_connection(served):
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.RemoteDisconnected)):
+        call(served, "GET", "/healthz", agency=None)
+
+
+def test_a_revoked_agency_certificate_is_refused(served, factory):
+    agency = "379000003A"
+    revoke(served.pki_dir, load_cert(served.pki_dir / "agencies" / agency / "tls/cert.pem"), now=NOW)
+    _, data = signed_voucher(served, factory, agency=agency)
+    status, _, body = call(served, "POST", "/v1/vouchers", data, agency=agency)
+    assert status == 403 and problem(body)["code"] == "certificate-revoked"
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"not xml at all", 422, "xml-malformed"),
+    (b'<!DOCTYPE v [<!ENTITY a "x">]><v>&a;</v>', 422, "xml-forbidden-construct"),
+    (b"<" * (MAX_BODY + 1), 413, "too-large"),
+])
+def test_bad_bodies_get_problem_documents_and_change_nothing(served, body, status, code):
+    got, content_type, reply = call(served, "POST", "/v1/vouchers", body)
+    assert (got, content_type) == (status, "application/problem+json")
+    assert problem(reply)["code"] == code and b"Traceback" not in reply
+
+
+def test_unknown_routes_and_methods_are_problems_not_errors(served):
+    status, content_type, body = call(served, "GET", "/v1/nothing-here")
+    assert status == 404 and content_type == "application/problem+json" and problem(body)["code"] == "not-found"
+    status, _, body = call(served, "DELETE", "/v1/vouchers")
+    assert status == 405 and problem(body)["code"] == "method-not-allowed"
+
+
+def test_everything_accepted_is_still_there_after_a_restart(served, factory):
+    voucher, data = signed_voucher(served, factory)
+    status, _, receipt = call(served, "POST", "/v1/vouchers", data)
+    assert status == 202
+    served.stop()
+    served.start()
+    status, _, body = call(served, "GET", f"/v1/vouchers/{voucher.voucher_id}")
+    assert status == 200 and json.loads(body)["revision"] == voucher.revision
+    assert call(served, "POST", "/v1/vouchers", data) == (200, "application/xml", receipt)
