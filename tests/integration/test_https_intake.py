@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -172,3 +173,28 @@ def test_everything_accepted_is_still_there_after_a_restart(served, factory):
     status, _, body = call(served, "GET", f"/v1/vouchers/{voucher.voucher_id}")
     assert status == 200 and json.loads(body)["revision"] == voucher.revision
     assert call(served, "POST", "/v1/vouchers", data) == (200, "application/xml", receipt)
+
+
+def test_a_config_file_and_the_environment_configure_the_server(served, tmp_path):
+    config = tmp_path / "vgw.toml"
+    config.write_text(f'pki = "{served.pki_dir}"\nlisten = "127.0.0.1:0"\n'
+                      f'store = "sqlite:///{tmp_path / "other.sqlite3"}"\n', encoding="utf-8")
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen([VGW, "serve", "--config", str(config)], stdout=open(log, "wb"),
+                               stderr=subprocess.STDOUT, env={**os.environ, "VGW_LIMITS_MAX_BODY": "1000"})
+    other = Gateway(served.pki_dir, "", log)
+    other.process = process
+    try:
+        deadline = time.monotonic() + 30
+        while other.port is None:
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("vgw: ready on https://127.0.0.1:"):
+                    other.port = int(line.split(":")[3].split()[0])
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)  # polling the log for the ready line, with a deadline
+        assert "other.sqlite3" in log.read_text()
+        status, _, body = call(other, "POST", "/v1/vouchers", b"<" * 2000)
+        assert status == 413 and problem(body)["code"] == "too-large"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
