@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import itertools
 import json
@@ -198,3 +199,29 @@ def test_a_config_file_and_the_environment_configure_the_server(served, tmp_path
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_valid_client_certificate_of_an_unknown_agency_is_refused(served, factory, tmp_path):
+    from simulators.pki.authority import IssueOptions, Profile, name, new_key
+    from simulators.pki.layout import load_authority, write_pem_cert, write_pem_key
+
+    state = json.loads((served.pki_dir / "ca-state.json").read_text())
+    key = new_key("ec")
+    cert = load_authority(served.pki_dir, "intermediate").issue(
+        name(cn="unknown agency system", o="臺北市政府", ou="399999999Z"), key.public_key(), Profile.TLS_CLIENT,
+        IssueOptions(NOW - datetime.timedelta(days=1), NOW + datetime.timedelta(days=30),
+                     crl_url=state["crl_url"]))
+    stranger = tmp_path / "agencies" / "399999999Z" / "tls"
+    write_pem_cert(stranger / "cert.pem", cert)
+    write_pem_key(stranger / "key.pem", key)
+    context = ssl.create_default_context(cafile=str(served.pki_dir / "root/cert.pem"))
+    context.load_cert_chain(str(stranger / "cert.pem"), str(stranger / "key.pem"))
+    _, data = signed_voucher(served, factory)
+    conn = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=30)
+    try:
+        conn.request("POST", "/v1/vouchers", body=data, headers={"Content-Type": "application/xml"})
+        reply = conn.getresponse()
+        status, body = reply.status, reply.read()
+    finally:
+        conn.close()
+    assert status == 403 and problem(body)["code"] == "agency-unknown"
