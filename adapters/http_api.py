@@ -4,38 +4,57 @@ Handlers only translate HTTP to calls on an :class:`~adapters.intake_service.Int
 The work itself (XML, signatures, certificates, the store) blocks, so it runs in Twisted's thread pool,
 never on the reactor thread. Any exception other than a refusal is our bug: logged with its traceback,
 answered 500 with a problem document that leaks nothing.
+
+Around every request (:class:`_ObservedResource`): the in-flight gauge, the latency histogram and the
+counters of ``adapters.http_metrics``, and ONE structured log line (``http.request``) when the answer is
+written or the connection is lost. The /v1 routes are rate-limited per calling agency on the reactor
+thread, before any work reaches the thread pool.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from klein import Klein
+from klein.interfaces import IKleinRequest
+from prometheus_client.twisted import MetricsResource
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import resource, server
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import Refusal
 from gateway.problems import problem_document, problem_for_internal_error
 
+from .api_settings import ApiSettings
+from .client_identity import agency_of_client
+from .http_metrics import METRICS_CONTENT_TYPE, HttpMetrics
+from .openapi import openapi_document
+from .query_params import parse_list_query
+from .rate_limit import AgencyRateLimiter
 from .tls import peer_certificate
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
-log = Logger()
+log = Logger(namespace="vgw.http")
 
-
+# Refusals of a request's query string: the client's request is malformed, not the document it names.
+# (Kept here until gateway.errors maps them: there they answer 422.)
 @dataclass(frozen=True)
 class Answer:
-    """What a handler sends back: status, content type, body bytes and extra headers."""
+    """What a handler sends back: status, content type, body bytes and extra headers; ``voucher_id`` and
+    ``outcome`` (e.g. ``accepted``, ``duplicate``) are for the request's log line only, never sent."""
 
     status: int
     content_type: str
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    voucher_id: str | None = None
+    outcome: str | None = None
 
     @classmethod
     def json(cls, status: int, document: dict, content_type: str = "application/json") -> Answer:
@@ -44,13 +63,20 @@ class Answer:
     @classmethod
     def problem(cls, refusal: Refusal, instance: str | None = None) -> Answer:
         document = problem_document(refusal, instance=instance)
-        return cls(document["status"], PROBLEM_JSON, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+        return cls(document["status"], PROBLEM_JSON, json.dumps(document, ensure_ascii=False).encode("utf-8"),
+                   outcome=refusal.code)
 
 
 class BodyLimitedRequest(server.Request):
     """A request that stops buffering its body past ``max_body`` bytes (declared or streamed)."""
 
     max_body = DEFAULT_MAX_BODY
+
+    def __init__(self, *args, **kwargs) -> None:
+        # The API takes XML, never HTML form posts: without this, twisted.web parses a multipart/form-data
+        # body itself before any route runs and answers a failed parse with a bare 400 and no problem document.
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(*args, **kwargs)
 
     def gotLength(self, length):
         self.body_too_large = length is not None and length > self.max_body
@@ -72,19 +98,90 @@ class BodyLimitedRequest(server.Request):
 def make_site(api: GatewayHttpApi, *, max_body: int = DEFAULT_MAX_BODY, idle_timeout: float = 30.0) -> server.Site:
     """A Site that closes idle or slow connections after ``idle_timeout`` seconds and caps bodies."""
     request_factory = type("LimitedRequest", (BodyLimitedRequest,), {"max_body": max_body})
-    site = server.Site(api.app.resource(), timeout=idle_timeout)
+    site = _Site(_ObservedResource(api), timeout=idle_timeout)
     site.requestFactory = request_factory
     site.displayTracebacks = False
     return site
 
 
+class _Site(server.Site):
+    def log(self, request) -> None:
+        """No combined-format access line: :class:`_ObservedResource` writes the one structured line."""
+
+
+def make_metrics_site(api: GatewayHttpApi) -> server.Site:
+    """A plain-HTTP Site serving only ``GET /metrics`` from ``api``'s registry, for a listener bound to
+    127.0.0.1 (``vgw serve --metrics-listen``) so a local Prometheus needs no client certificate."""
+    root = resource.Resource()
+    root.putChild(b"metrics", MetricsResource(registry=api.metrics.registry))
+    site = server.Site(root, timeout=30.0)
+    site.displayTracebacks = False
+    return site
+
+
+class _ObservedResource(resource.Resource):
+    """The klein app's resource, with metrics and one log line per request around it."""
+
+    isLeaf = True
+
+    def __init__(self, api: GatewayHttpApi) -> None:
+        super().__init__()
+        self.api = api
+        self.inner = api.app.resource()
+
+    def render(self, request):
+        started = self.api.clock()
+        self.api.metrics.in_flight.inc()
+        request.notifyFinish().addBoth(self._finished, request, started)
+        return self.inner.render(request)
+
+    def _finished(self, result, request, started: float) -> None:
+        try:
+            self.api.metrics.in_flight.dec()
+            seconds = max(0.0, self.api.clock() - started)
+            method = request.method.decode("ascii", "replace")
+            route = _route_of(request)
+            status = request.code
+            outcome = getattr(request, "vgw_outcome", None) or ("ok" if status < 400 else f"http-{status}")
+            if result is not None:  # the connection was lost before the answer was written
+                outcome = "connection-lost"
+            self.api.metrics.observe(route=route, method=method, status=status, code=outcome, seconds=seconds)
+            log.info("{method} {path} {status} {outcome} {latency_ms}ms", event="http.request", method=method,
+                     path=request.path.decode("ascii", "replace"), route=route, status=status,
+                     agency=getattr(request, "vgw_agency", None), voucher_id=getattr(request, "vgw_voucher_id", None),
+                     outcome=outcome, latency_ms=round(seconds * 1000, 3))
+        except Exception:  # observing must never break answering; our bug, logged
+            log.failure("observing the request failed")
+
+
+def _route_of(request) -> str:
+    """The routing table's template the request matched (bounded label values), or ``unmatched``."""
+    mapper = getattr(IKleinRequest(request, None), "mapper", None)
+    if mapper is None:
+        return "unmatched"
+    try:
+        rule, _ = mapper.match(return_rule=True)
+    except HTTPException:
+        return "unmatched"
+    return rule.rule
+
+
 class GatewayHttpApi:
     app = Klein()
 
-    def __init__(self, service) -> None:
+    def __init__(self, service, settings: ApiSettings | None = None, *, metrics: HttpMetrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``settings`` None reads them from the ``VGW_*`` environment (``ApiSettings.from_environ``)."""
         self.service = service
+        self.settings = settings if settings is not None else ApiSettings.from_environ()
+        self.metrics = metrics if metrics is not None else HttpMetrics()
+        self.clock = clock
+        self.rate_limiter = AgencyRateLimiter(self.settings.rate_limit, clock)
 
     def _send(self, request, answer: Answer) -> bytes:
+        request.vgw_outcome = answer.outcome
+        if answer.voucher_id is not None:
+            request.vgw_voucher_id = answer.voucher_id
         request.setResponseCode(answer.status)
         request.setHeader(b"Content-Type", answer.content_type.encode("ascii"))
         for name, value in answer.headers.items():
@@ -99,24 +196,77 @@ class GatewayHttpApi:
             if failure.check(Refusal):
                 return self._send(request, Answer.problem(failure.value, instance))
             log.failure("internal error answering {uri}", failure, uri=instance)
-            return self._send(request, Answer.json(500, problem_for_internal_error(instance), PROBLEM_JSON))
+            return self._send(request, _internal_error(instance))
 
         d = deferToThread(work, *args)
         d.addCallbacks(lambda answer: self._send(request, answer), failed)
         return d
 
+    def _caller(self, request):
+        """The client certificate, after the caller's agency (its OU, chained to our CA by the handshake;
+        the service checks the rest) has been charged one token. Returns (certificate, None) or (None, the
+        429 answer). A certificate without an agency shares one bucket with all such."""
+        cert = peer_certificate(request.transport)
+        agency = agency_of_client(cert) if cert is not None else None
+        request.vgw_agency = agency
+        wait = self.rate_limiter.take(agency or "")
+        if wait:
+            refusal = Refusal("rate-limited", f"more than {self.rate_limiter.limit.burst} requests at once or "
+                              f"{self.rate_limiter.limit.rate:g} per second; retry after {wait} s")
+            answer = Answer.problem(refusal, request.uri.decode("ascii", "replace"))
+            return None, Answer(answer.status, answer.content_type, answer.body, {"Retry-After": str(wait)},
+                                outcome=answer.outcome)
+        return cert, None
+
     @app.route("/v1/vouchers", methods=["POST"])
     def submit_voucher(self, request):
         instance = request.uri.decode("ascii", "replace")
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
         if getattr(request, "body_too_large", False):
             return self._send(request, Answer.problem(
                 Refusal("too-large", f"the body is larger than {request.max_body} bytes"), instance))
         body = request.content.read()
-        return self._run(request, self.service.submit_voucher, body, peer_certificate(request.transport))
+        return self._run(request, self.service.submit_voucher, body, cert)
+
+    @app.route("/v1/vouchers", methods=["GET"])
+    def list_vouchers(self, request):
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        try:
+            query = parse_list_query(request.args)
+        except Refusal as refusal:
+            return self._send(request, Answer.problem(refusal, request.uri.decode("ascii", "replace")))
+        return self._run(request, self.service.list_vouchers, query, cert)
 
     @app.route("/v1/vouchers/<string:voucher_id>", methods=["GET"])
     def voucher_status(self, request, voucher_id):
-        return self._run(request, self.service.voucher_status, voucher_id, peer_certificate(request.transport))
+        request.vgw_voucher_id = voucher_id
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        return self._run(request, self.service.voucher_status, voucher_id, cert)
+
+    @app.route("/v1/rejections", methods=["GET"])
+    def list_rejections(self, request):
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        try:
+            query = parse_list_query(request.args, with_status=False)
+        except Refusal as refusal:
+            return self._send(request, Answer.problem(refusal, request.uri.decode("ascii", "replace")))
+        return self._run(request, self.service.list_rejections, query, cert)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_exposition(self, request):
+        return self._send(request, Answer(200, METRICS_CONTENT_TYPE, self.metrics.exposition()))
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request):
+        return self._send(request, Answer.json(200, openapi_document()))
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request):
@@ -134,10 +284,16 @@ class GatewayHttpApi:
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.code, "bad-request")
         document = {"type": "about:blank", "title": error.name, "status": error.code, "code": code,
                     "detail": error.description, "instance": instance}
-        return self._send(request, Answer.json(error.code, document, PROBLEM_JSON))
+        answer = Answer.json(error.code, document, PROBLEM_JSON)
+        return self._send(request, Answer(answer.status, answer.content_type, answer.body, outcome=code))
 
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):
         instance = request.uri.decode("ascii", "replace")
         log.failure("unhandled error answering {uri}", failure, uri=instance)
-        return self._send(request, Answer.json(500, problem_for_internal_error(instance), PROBLEM_JSON))
+        return self._send(request, _internal_error(instance))
+
+
+def _internal_error(instance: str) -> Answer:
+    answer = Answer.json(500, problem_for_internal_error(instance), PROBLEM_JSON)
+    return Answer(answer.status, answer.content_type, answer.body, outcome="internal-error")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from gateway.bank_directory import BankDirectory
 from gateway.certificate_platform import CertificatePlatform
@@ -26,18 +25,13 @@ from gateway.signing import SignerKey
 from gateway.store import AlreadyStored, AuditEvent, IntakeRecord, VoucherStore, actor_of, summary_of, utc_text
 from gateway.voucher_check import check_signed_voucher
 
+from .client_identity import agency_of_client
 from .clock import utc_now
 from .http_api import Answer
+from .query_params import ListQuery
 
 RECEIPT_XML = "application/xml"
 REJECTED = "rejected"
-
-
-def agency_of_client(cert: x509.Certificate) -> str | None:
-    """The agency an agency system's TLS certificate speaks for: its organizational unit (OU), as the PKI
-    issues them (``OU=379000001A``). The agency must also be known to the role registry."""
-    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-    return str(units[0].value) if len(units) == 1 else None
 
 
 class IntakeService:
@@ -57,15 +51,27 @@ class IntakeService:
             raise Refusal("client-certificate-required", "a client certificate is required")
         checked = self.platform.check(client_cert, Purpose.TLS_CLIENT, now)
         agency = agency_of_client(client_cert)
-        known = {grant.agency for grant in self.platform.registry.grants}
-        if agency is None or agency not in known:
+        if agency is None or not self._known(agency):
             raise Refusal("agency-unknown", f"the client certificate {checked.validated.identity.subject} "
                           "names no agency known to the registry")
         return agency
 
+    def _known(self, agency: str) -> bool:
+        return any(grant.agency == agency for grant in self.platform.registry.grants)
+
     def submit_voucher(self, body: bytes, client_cert: x509.Certificate | None) -> Answer:
+        """Intake over HTTPS: the TLS client certificate names the calling agency."""
         now = self.clock()
-        agency = self.calling_agency(client_cert, now)
+        return self._submit(self.calling_agency(client_cert, now), body, now)
+
+    def submit_voucher_as(self, agency: str, body: bytes) -> Answer:
+        """Intake for a caller another transport has authenticated (AMQP: the broker-validated user_id,
+        mapped to an agency by the operator). The agency must still be known to the role registry."""
+        if not self._known(agency):
+            raise Refusal("agency-unknown", f"the caller's agency {agency} is not known to the role registry")
+        return self._submit(agency, body, self.clock())
+
+    def _submit(self, agency: str, body: bytes, now: datetime) -> Answer:
         verified = check_signed_voucher(body, platform=self.platform, banks=self.banks, role=Role.PREPARER, now=now)
         voucher = verified.voucher
         if voucher.agency_code != agency:
@@ -74,7 +80,8 @@ class IntakeService:
         submission = Submission.of(verified)
         decision = decide_intake(submission, self._history(voucher.voucher_id))
         if isinstance(decision, Duplicate):
-            return Answer(200, RECEIPT_XML, decision.original_receipt)
+            return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
+                          outcome="duplicate")
         if not isinstance(decision, Accept):
             raise decision.refusal
         receipt_id = new_receipt_id(voucher.voucher_id, voucher.revision, verified.received_sha256)
@@ -95,9 +102,11 @@ class IntakeService:
             # is stored now (the same bytes are a duplicate, other bytes a conflict).
             decision = decide_intake(submission, self._history(voucher.voucher_id))
             if isinstance(decision, Duplicate):
-                return Answer(200, RECEIPT_XML, decision.original_receipt)
+                return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
+                          outcome="duplicate")
             raise decision.refusal from None  # with this revision now stored: a conflict (or not accepted)
-        return Answer(202, RECEIPT_XML, signed_receipt, {"Location": f"/v1/vouchers/{voucher.voucher_id}"})
+        return Answer(202, RECEIPT_XML, signed_receipt, {"Location": f"/v1/vouchers/{voucher.voucher_id}"},
+                      voucher_id=voucher.voucher_id, outcome="accepted")
 
     def _history(self, voucher_id: str) -> list[PriorRevision]:
         return [PriorRevision(revision=r.revision, received_sha256=r.received_sha256, rejected=r.status == REJECTED,
@@ -117,6 +126,35 @@ class IntakeService:
                            "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],
         })
 
+    def list_vouchers(self, query: ListQuery, client_cert: x509.Certificate | None) -> Answer:
+        """One page of the caller's voucher revisions, oldest received first (one item per revision)."""
+        agency = self.calling_agency(client_cert, self.clock())
+        records, next_cursor = self.store.list_for_agency(
+            agency, status=query.status, received_from=query.received_from, received_to=query.received_to,
+            after=query.cursor, limit=query.limit)
+        return Answer.json(200, {"items": [_list_item(r) for r in records], "next_cursor": next_cursor})
+
+    def list_rejections(self, query: ListQuery, client_cert: x509.Certificate | None) -> Answer:
+        """One page of the caller's vouchers sent back (退件) and awaiting correction: those whose LATEST
+        revision is rejected. A page may hold fewer than ``limit`` items (rejected revisions already
+        corrected are skipped) while ``next_cursor`` still names more."""
+        agency = self.calling_agency(client_cert, self.clock())
+        records, next_cursor = self.store.list_for_agency(
+            agency, status=REJECTED, received_from=query.received_from, received_to=query.received_to,
+            after=query.cursor, limit=query.limit)
+        awaiting = []
+        for record in records:
+            latest = self.store.get(record.voucher_id)
+            if latest is not None and latest.revision == record.revision:
+                awaiting.append(_list_item(record))
+        return Answer.json(200, {"items": awaiting, "next_cursor": next_cursor})
+
     def readiness(self) -> Answer:
         self.store.revisions("readiness-probe")  # a round trip to the store
         return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())
+
+
+def _list_item(record: IntakeRecord) -> dict:
+    return {"voucher_id": record.voucher_id, "revision": record.revision, "status": record.status,
+            "received_at": utc_text(record.received_at), "receipt_id": record.receipt_id,
+            "control_total": record.summary.get("control_total"), "line_count": record.summary.get("line_count")}

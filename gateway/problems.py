@@ -61,9 +61,10 @@ TITLES: dict[str, str] = {
     "cursor-invalid": "The paging cursor is not valid",
     "limit-invalid": "The page size is out of range",
     INTERNAL_ERROR_CODE: "Internal error",
-    "agency-unknown": "The client certificate names no known agency",
+    "agency-unknown": "The caller names no agency known to the registry",
     "client-certificate-required": "A client certificate is required",
     "not-found": "No such resource for this caller",
+    "query-invalid": "The query parameters are not valid",
 }
 _FALLBACK_TITLE = "The request was refused"
 

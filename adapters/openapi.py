@@ -1,0 +1,141 @@
+"""The OpenAPI 3.1 description of the HTTPS API, served at ``GET /openapi.json``.
+
+Written by hand next to the routes; ``tests/integration/test_query_api.py`` fails when its paths and
+methods differ from the klein app's routing table, so the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from gateway.store import MAX_PAGE
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _problems(*statuses: int) -> dict:
+    return {str(status): _PROBLEM for status in statuses}
+
+
+def _query(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_PAGING = [
+    _query("from", "received at or after this instant (ISO 8601 with an offset, e.g. 2026-11-27T08:00:00+08:00)",
+           {"type": "string", "format": "date-time"}),
+    _query("to", "received before this instant (exclusive; ISO 8601 with an offset)",
+           {"type": "string", "format": "date-time"}),
+    _query("cursor", "the `next_cursor` of the previous page (opaque)", {"type": "string"}),
+    _query("limit", "items per page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
+]
+
+
+def _json(schema_name: str, description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
+
+
+_DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "voucher-gateway",
+        "version": "1",
+        "description": "Taipei treasury gateway for signed XML payment vouchers. Every route needs a TLS client "
+                       "certificate of an agency (its OU names the agency); agencies see only their own "
+                       "vouchers. Refusals are RFC 9457 problem documents with a stable `code`.",
+    },
+    "security": [{"agencyCertificate": []}],
+    "paths": {
+        "/v1/vouchers": {
+            "post": {
+                "operationId": "submitVoucher",
+                "summary": "Submit a signed voucher (XAdES-BES enveloped XML)",
+                "requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "202": {"description": "accepted and stored: the gateway-signed receipt",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {"application/xml": {"schema": {"type": "string"}}}},
+                    "200": {"description": "the same bytes again: the original receipt",
+                            "content": {"application/xml": {"schema": {"type": "string"}}}},
+                    **_problems(401, 403, 409, 413, 422, 429, 500, 503),
+                },
+            },
+            "get": {
+                "operationId": "listVouchers",
+                "summary": "The calling agency's voucher revisions, oldest received first, one page",
+                "parameters": [_query("status", "only revisions with this status (e.g. received, rejected)",
+                                      {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,39}$"}), *_PAGING],
+                "responses": {"200": _json("VoucherPage", "one page"), **_problems(400, 401, 403, 429, 500)},
+            },
+        },
+        "/v1/vouchers/{voucher_id}": {
+            "get": {
+                "operationId": "voucherStatus",
+                "summary": "Status and revisions of one of the caller's vouchers",
+                "parameters": [{"name": "voucher_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}, "example": "379000001A-115-0001000001"}],
+                "responses": {"200": _json("VoucherStatus", "the voucher"),
+                              **_problems(401, 403, 404, 429, 500)},
+            },
+        },
+        "/v1/rejections": {
+            "get": {
+                "operationId": "listRejections",
+                "summary": "The caller's vouchers sent back (退件) whose latest revision is rejected",
+                "description": "A page may hold fewer than `limit` items while `next_cursor` is not null.",
+                "parameters": list(_PAGING),
+                "responses": {"200": _json("VoucherPage", "one page"), **_problems(400, 401, 403, 429, 500)},
+            },
+        },
+        "/healthz": {"get": {"operationId": "healthz", "summary": "200 while the process runs",
+                             "responses": {"200": {"description": "alive"}}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "200 when the store answers",
+                            "responses": {"200": {"description": "ready"}, **_problems(500)}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus text exposition",
+                             "responses": {"200": {"description": "metrics",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "this document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {"application/json": {}}}}}},
+    },
+    "components": {
+        "securitySchemes": {"agencyCertificate": {
+            "type": "mutualTLS",
+            "description": "TLS 1.2+ client certificate chaining to the platform root, clientAuth, not revoked, "
+                           "OU = the agency code known to the role registry"}},
+        "responses": {"Problem": {"description": "a refusal (RFC 9457)", "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+        "schemas": {
+            "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+                "type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
+                "status": {"type": "integer"}, "detail": {"type": "string"}, "code": {"type": "string"},
+                "instance": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object", "required": ["code", "message"],
+                                                       "properties": {"code": {"type": "string"},
+                                                                      "message": {"type": "string"},
+                                                                      "line": {"type": "integer"},
+                                                                      "path": {"type": "string"}}}}}},
+            "VoucherItem": {"type": "object", "properties": {
+                "voucher_id": {"type": "string"}, "revision": {"type": "integer"}, "status": {"type": "string"},
+                "received_at": {"type": "string", "format": "date-time"}, "receipt_id": {"type": "string"},
+                "control_total": {"type": ["integer", "null"]}, "line_count": {"type": ["integer", "null"]}}},
+            "VoucherPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/VoucherItem"}},
+                "next_cursor": {"type": ["string", "null"]}}},
+            "VoucherStatus": {"type": "object", "properties": {
+                "voucher_id": {"type": "string"}, "agency": {"type": "string"}, "revision": {"type": "integer"},
+                "status": {"type": "string"}, "control_total": {"type": ["integer", "null"]},
+                "line_count": {"type": ["integer", "null"]},
+                "revisions": {"type": "array", "items": {"type": "object", "properties": {
+                    "revision": {"type": "integer"}, "status": {"type": "string"},
+                    "received_at": {"type": "string", "format": "date-time"}, "receipt_id": {"type": "string"},
+                    "received_sha256": {"type": "string"}}}}}},
+        },
+    },
+}
+
+
+def openapi_document() -> dict:
+    """A fresh copy of the document (callers may not change the served one)."""
+    return copy.deepcopy(_DOCUMENT)
