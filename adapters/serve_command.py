@@ -34,14 +34,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .bootstrap import ConfigError, PlatformConfig, build_platform
     from .cli import CliError
-    from .http_api import GatewayHttpApi, make_site
+    from .api_settings import ApiSettings
+    from .http_api import GatewayHttpApi, make_metrics_site, make_site
     from .intake_service import IntakeService
     from .store_factory import open_store
     from .tls import server_tls_options
 
     overrides = {"pki": args.pki, "listen": args.listen, "store": args.store, "trust.ocsp": args.ocsp or None,
                  "trust.revocation_max_age": args.revocation_max_age, "limits.max_body": args.max_body,
-                 "limits.threads": args.threads}
+                 "limits.threads": args.threads, "limits.rate": args.rate_limit, "limits.burst": args.rate_burst,
+                 "metrics.listen": args.metrics_listen, "amqp.url": args.amqp}
     try:
         s = load_settings(Path(args.config) if args.config else None, os.environ, overrides)
         host, port = _listen_address(s["listen"])
@@ -53,21 +55,49 @@ def _serve(args: argparse.Namespace) -> int:
         gateway_key = serialization.load_pem_private_key(Path(s["tls.key"]).read_bytes(), password=None)
         tls = server_tls_options(s["tls.cert"], s["tls.key"], [*s["trust.roots"], *s["trust.intermediates"]],
                                  chain_paths=s["tls.chain"])
+        api_settings = ApiSettings.from_settings(s)
         store = open_store(s["store"])
     except (SettingsError, ConfigError, OSError, ValueError) as exc:
         raise CliError(f"cannot start: {exc}") from None
     service = IntakeService(platform=platform, banks=BankDirectory.shipped(), store=store,
                             gateway_key=gateway_key, gateway_cert=gateway_cert)
-    site = make_site(GatewayHttpApi(service), max_body=s["limits.max_body"])
+    api = GatewayHttpApi(service, api_settings)
+    site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])
     listening = reactor.listenSSL(port, site, tls, interface=host)
+    ready = f"vgw: ready on https://{host}:{listening.getHost().port}"
+    if api_settings.metrics_listen:
+        metrics_host, metrics_port = api_settings.metrics_listen
+        metrics = reactor.listenTCP(metrics_port, make_metrics_site(api), interface=metrics_host)
+        ready += f" metrics=http://{metrics_host}:{metrics.getHost().port}/metrics"
+    if s["amqp.url"]:
+        _start_amqp(reactor, service, s)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
-    where = f"https://{host}:{listening.getHost().port}"
-    store_shown = s["store"].split("@")[-1]  # never print a password from a PostgreSQL URL
-    reactor.callWhenRunning(lambda: print(f"vgw: ready on {where} store={store_shown}", flush=True))
+    ready += f" store={s['store'].split('@')[-1]}"  # never print a password from a PostgreSQL URL
+    if s["amqp.url"]:
+        ready += f" amqp={s['amqp.url'].split('@')[-1]}"
+    reactor.callWhenRunning(lambda: print(ready, flush=True))
     reactor.run()
     return 0
+
+
+def _start_amqp(reactor, service, s: dict) -> None:
+    """Also take vouchers from RabbitMQ; stopped before the store closes, so in-flight messages finish."""
+    import pika
+
+    from .amqp_intake import AmqpIntake
+    from .cli import CliError
+
+    if not s["amqp.users"]:
+        raise CliError("amqp.url is set but amqp.users maps no broker user to an agency")
+    intake = AmqpIntake(service, pika.URLParameters(s["amqp.url"]), agencies=s["amqp.users"],
+                        max_body=s["limits.max_body"])
+    try:
+        intake.start()
+    except Exception as exc:  # pika raises many types for "cannot connect"; all mean the same here
+        raise CliError(f"cannot start the AMQP intake: {exc}") from None
+    reactor.addSystemEventTrigger("before", "shutdown", intake.stop)
 
 
 def register(registry) -> None:
@@ -83,3 +113,7 @@ def register(registry) -> None:
                    help="seconds a revocation answer or CRL is reused at most (default 300; 0 asks every time)")
     p.add_argument("--max-body", type=int, help="largest accepted body in bytes (default 8 MiB)")
     p.add_argument("--threads", type=int, help="worker threads for verification and the store (default 8)")
+    p.add_argument("--rate-limit", type=float, help="requests per second per agency (default 50; 0: off)")
+    p.add_argument("--rate-burst", type=int, help="requests an agency may send at once (default 100)")
+    p.add_argument("--metrics-listen", help="HOST:PORT for plain-HTTP /metrics, e.g. 127.0.0.1:9100")
+    p.add_argument("--amqp", help="amqp://... to also take vouchers from RabbitMQ (needs amqp.users)")

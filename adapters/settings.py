@@ -32,6 +32,18 @@ def _paths(text: str) -> tuple[Path, ...]:
     return tuple(Path(p) for p in text.split(os.pathsep) if p)
 
 
+def _user_map(text: str | list) -> dict[str, str]:
+    """Broker users to agencies: ``guest=379000001A,other=379000002A`` (TOML: a list of such strings)."""
+    items = text.split(",") if isinstance(text, str) else text
+    mapping = {}
+    for item in items:
+        user, sep, agency = str(item).strip().partition("=")
+        if not sep or not user or not agency:
+            raise ValueError(f"expected USER=AGENCY, got {item!r}")
+        mapping[user] = agency
+    return mapping
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -60,6 +72,11 @@ SETTINGS = (
     Setting("trust.revocation_max_age", float, 300.0, "seconds a revocation answer or CRL is reused at most"),
     Setting("limits.max_body", int, 8 * 1024 * 1024, "largest accepted request body, bytes"),
     Setting("limits.threads", int, 8, "worker threads for verification and the store"),
+    Setting("limits.rate", float, 50.0, "requests per second per agency on /v1 routes (0: no limit)"),
+    Setting("limits.burst", int, 100, "requests an agency may send at once"),
+    Setting("metrics.listen", str, None, "HOST:PORT for plain-HTTP /metrics (keep it on 127.0.0.1)"),
+    Setting("amqp.url", str, None, "amqp://... to also take vouchers from RabbitMQ (exchange vgw.vouchers)"),
+    Setting("amqp.users", _user_map, {}, "broker users allowed to submit, as USER=AGENCY pairs"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -82,6 +99,13 @@ def _from_file(value: object, setting: Setting) -> object:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SettingsError(f"{setting.name}: expected a list of paths")
         return tuple(Path(v) for v in value)
+    if setting.parse is _user_map:
+        if not isinstance(value, list):
+            raise SettingsError(f"{setting.name}: expected a list of \"USER=AGENCY\" strings")
+        try:
+            return _user_map(value)
+        except ValueError as exc:
+            raise SettingsError(f"{setting.name}: {exc}") from None
     if setting.parse is Path:
         if not isinstance(value, str):
             raise SettingsError(f"{setting.name}: expected a path")

@@ -1,0 +1,271 @@
+"""The voucher intake over AMQP 0-9-1 (RabbitMQ): the same use case as ``POST /v1/vouchers``, by message.
+
+An agency's system publishes the signed voucher to the exchange ``vgw.vouchers`` with ``reply_to`` and
+``correlation_id``; the gateway answers to ``reply_to`` with the same ``correlation_id`` and exactly the body
+HTTPS would send (the signed receipt, or a problem document). docs/api.md "AMQP intake" is the contract.
+
+Who is calling. There is no TLS client certificate on this path. RabbitMQ refuses (closes the channel on)
+a message whose ``user_id`` property differs from the user the connection authenticated as, unless that
+user has the ``impersonator`` tag, which agency users must never get. So ``user_id`` is authenticated by the
+broker, and an operator's mapping (broker user → agency code) names the agency. A message without a
+``user_id``, or from a user not in the mapping, is refused with ``agency-unknown``; the agency must also be
+known to the role registry (checked by the service).
+
+Guarantees, as over HTTPS:
+- The request is acknowledged only after the service returned, i.e. after the store committed (a receipt
+  is only produced after the commit), AND the reply was published with a publisher confirm. A crash
+  anywhere before the ack leaves the request in the queue; redelivered, the same bytes are answered 200
+  with the ORIGINAL receipt (the intake is idempotent), so an agency may see a receipt twice, never lose one.
+- A reply that cannot be routed (``reply_to`` names no queue: the broker returns it, ``mandatory``) or that
+  the broker nacks does not hold the request back: the voucher's fate is already durable in the store and
+  the agency can ask for it (``GET /v1/vouchers/{id}``) or simply publish the same bytes again. Logged.
+- A message that can never be answered (no ``reply_to``) is rejected without requeue and dead-lettered to
+  ``vgw.intake.dead`` for an operator. So is a request the gateway failed on (a bug, or the store down):
+  the agency gets an ``internal-error`` problem saying it is safe to send again, and the operator keeps the
+  message. The queue also dead-letters a message after ``delivery_limit`` deliveries (a message that kills
+  the consumer cannot loop forever). Quorum-queue dead-lettering is ``at-least-once`` (RabbitMQ ≥ 3.10).
+
+Threads. pika's ``BlockingConnection`` in one thread of its own: it owns the connection (pika connections
+are not thread-safe; :meth:`AmqpIntake.stop` only sets an event and wakes the loop with pika's one
+thread-safe call) and handles one message at a time, which keeps the ack-after-commit-and-confirm order
+trivially right. The work per message blocks (verification, the store), exactly as the HTTPS handlers do
+in Twisted's thread pool. For more throughput start several :class:`AmqpIntake` on the same queue (each
+is one connection and one consumer); the broker spreads messages across them. pika's Twisted adapter
+would put the consumer on the reactor, but every message would still need a worker thread and a hop back
+to the reactor for each ack; that is for when the gateway needs it, not before.
+
+If the connection drops, the consumer reconnects with a growing delay (up to 30 s); unacknowledged
+messages are redelivered by the broker meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+from twisted.logger import Logger
+
+from gateway.errors import Refusal
+from gateway.problems import problem_for_internal_error
+
+from .http_api import DEFAULT_MAX_BODY, PROBLEM_JSON, Answer
+
+log = Logger(namespace="vgw.amqp_intake")
+
+
+@dataclass(frozen=True)
+class AmqpTopology:
+    """Names and limits of what the intake declares on the broker (idempotently, at every connect)."""
+
+    exchange: str = "vgw.vouchers"
+    """Durable direct exchange agencies publish to."""
+    routing_key: str = "voucher.submit"
+    """The routing key binding ``queue`` to ``exchange``."""
+    queue: str = "vgw.intake"
+    """Durable quorum queue the gateway consumes."""
+    dead_letter: str = "vgw.intake.dead"
+    """Name of both the dead-letter exchange (fanout) and its durable quorum queue."""
+    delivery_limit: int = 10
+    """Deliveries after which the broker dead-letters a message instead of delivering it again."""
+
+    def queue_arguments(self) -> dict:
+        return {"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_letter,
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+                "x-delivery-limit": self.delivery_limit}
+
+
+def declare_topology(channel, topology: AmqpTopology) -> None:
+    """Declare exchange, queue, binding and dead-lettering. Idempotent; a queue that exists with other
+    arguments makes the broker close the channel (406 PRECONDITION_FAILED), which is then the error."""
+    channel.exchange_declare(topology.dead_letter, "fanout", durable=True)
+    channel.queue_declare(topology.dead_letter, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(topology.dead_letter, topology.dead_letter)
+    channel.exchange_declare(topology.exchange, "direct", durable=True)
+    channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
+    channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+
+
+class AmqpIntake:
+    """Consumes ``topology.queue`` and answers every voucher through ``service.submit_voucher_as``.
+
+    ``service`` is anything with ``submit_voucher_as(agency: str, body: bytes) -> Answer`` raising
+    :class:`Refusal` (:class:`adapters.intake_service.IntakeService`).
+    ``agencies`` maps broker user names to agency codes. ``start()`` returns once consuming (or raises
+    what prevented it); ``stop()`` stops consuming, lets the message in hand finish, and closes.
+    """
+
+    def __init__(self, service, parameters: pika.connection.Parameters, *, agencies: Mapping[str, str],
+                 topology: AmqpTopology = AmqpTopology(), prefetch: int = 8,
+                 max_body: int = DEFAULT_MAX_BODY) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1 (0 would mean unbounded)")
+        self.service = service
+        self.parameters = parameters
+        self.agencies = dict(agencies)
+        self.topology = topology
+        self.prefetch = prefetch
+        self.max_body = max_body
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+
+    # --- life cycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, declare, start consuming in a thread of its own; raise if the first connect fails."""
+        if self._thread is not None:
+            raise RuntimeError("this AmqpIntake was already started")
+        self._stopping.clear()
+        connection, channel = self._connect()  # errors surface to the caller
+        self._thread = threading.Thread(target=self._run, args=(connection, channel),
+                                        name=f"amqp-intake:{self.topology.queue}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop consuming, finish the message in hand (answer and ack it), close. Messages the broker had
+        sent ahead (prefetch) and not handed to us are returned to the queue, not lost."""
+        self._stopping.set()
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(lambda: None)  # wakes the loop at once
+            except pika.exceptions.ConnectionWrongStateError:
+                pass  # closing or closed already: the loop is leaving anyway
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"the AMQP intake did not stop within {timeout} s")
+            self._thread = None
+
+    def _connect(self):
+        connection = pika.BlockingConnection(self.parameters)
+        try:
+            channel = connection.channel()
+            declare_topology(channel, self.topology)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            replies = connection.channel()
+            replies.confirm_delivery()
+            channel.basic_consume(self.topology.queue, self._on_message, auto_ack=False)
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            self._connection = connection
+        self._replies = replies  # used only by this thread's callbacks
+        return connection, channel
+
+    def _run(self, connection, channel) -> None:
+        delay = 0.5
+        while True:
+            try:
+                while not self._stopping.is_set():
+                    connection.process_data_events(time_limit=1.0)
+                    delay = 0.5
+                # Cancelling nacks (requeues) deliveries received but not yet handed to the callback.
+                channel.stop_consuming()
+                self._close(connection)
+                return
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                log.warn("AMQP intake connection lost ({error}); reconnecting in {delay} s",
+                         error=repr(exc), delay=delay)
+                self._close(connection)
+            except Exception:  # our bug: the message in hand stays unacknowledged and is redelivered
+                log.failure("AMQP intake consumer failed; reconnecting in {delay} s", delay=delay)
+                self._close(connection)
+            # Reconnect until it works or stop() is called.
+            while True:
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
+                try:
+                    connection, channel = self._connect()
+                    log.info("AMQP intake reconnected to queue {queue}", queue=self.topology.queue)
+                    break
+                except (pika.exceptions.AMQPError, OSError) as exc:
+                    log.warn("AMQP intake cannot reconnect ({error}); next try in {delay} s",
+                             error=repr(exc), delay=delay)
+
+    def _close(self, connection) -> None:
+        with self._lock:
+            self._connection = None
+        try:
+            if connection.is_open:
+                connection.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
+
+    # --- one message ------------------------------------------------------------------------------------
+
+    def _on_message(self, channel, method, properties, body: bytes) -> None:
+        tag = method.delivery_tag
+        if self._stopping.is_set():
+            return  # sent ahead before stop(): left unacknowledged, the broker requeues it when we close
+        started = time.monotonic()
+        reply_to, correlation_id, user = properties.reply_to, properties.correlation_id, properties.user_id
+        agency = self.agencies.get(user) if user else None
+        if not reply_to:
+            channel.basic_nack(tag, requeue=False)
+            self._log(user, agency, correlation_id, None, None, "dead-lettered-no-reply-to", started)
+            return
+        failed = False
+        try:
+            answer, outcome = self._answer(user, agency, body)
+        except Exception:
+            log.failure("AMQP intake: internal error on a message from user {user} (correlation_id {cid}); "
+                        "dead-lettered", user=user, cid=correlation_id)
+            answer, outcome = Answer.json(500, problem_for_internal_error(), PROBLEM_JSON), "internal-error"
+            failed = True
+        if not self._reply(reply_to, correlation_id, answer, user):
+            outcome += "+reply-lost"
+        if failed:
+            channel.basic_nack(tag, requeue=False)
+        else:
+            channel.basic_ack(tag)
+        self._log(user, agency, correlation_id, answer.status, getattr(answer, "voucher_id", None), outcome,
+                  started)
+
+    def _answer(self, user: str | None, agency: str | None, body: bytes) -> tuple[Answer, str]:
+        try:
+            if len(body) > self.max_body:
+                raise Refusal("too-large", f"the body is larger than {self.max_body} bytes")
+            if agency is None:
+                raise Refusal("agency-unknown", "the message carries no user_id" if not user else
+                              f"the broker user {user!r} is not mapped to an agency")
+            answer = self.service.submit_voucher_as(agency, body)
+            return answer, getattr(answer, "outcome", None) or ("accepted" if answer.status == 202 else "ok")
+        except Refusal as refusal:
+            return Answer.problem(refusal), refusal.code
+
+    @staticmethod
+    def _log(user, agency, correlation_id, status, voucher_id, outcome, started) -> None:
+        """One structured line per message, like ``http.request`` for HTTPS (no bodies, no certificates)."""
+        log.info("amqp {user} {status} {outcome} {latency_ms}ms", event="amqp.message", user=user, agency=agency,
+                 correlation_id=correlation_id, status=status, voucher_id=voucher_id, outcome=outcome,
+                 latency_ms=round((time.monotonic() - started) * 1000, 3))
+
+    def _reply(self, reply_to: str, correlation_id: str | None, answer: Answer, user: str | None) -> bool:
+        """Publish the answer with a confirm; False if it was unroutable or nacked (logged, not retried: see
+        the module docstring). A lost connection raises, leaving the request unacknowledged."""
+        headers = {"status": answer.status, **answer.headers}
+        properties = pika.BasicProperties(content_type=answer.content_type, correlation_id=correlation_id,
+                                          headers=headers, delivery_mode=pika.DeliveryMode.Persistent,
+                                          app_id="vgw")
+        try:
+            self._replies.basic_publish("", reply_to, answer.body, properties, mandatory=True)
+            return True
+        except pika.exceptions.UnroutableError:
+            log.warn("AMQP intake: reply {status} to {reply_to} for user {user} (correlation_id {cid}) was "
+                     "unroutable; the request is acknowledged, its outcome is in the store",
+                     status=answer.status, reply_to=reply_to, user=user, cid=correlation_id)
+            return False
+        except pika.exceptions.NackError:
+            log.warn("AMQP intake: the broker refused the reply {status} to {reply_to} for user {user} "
+                     "(correlation_id {cid}); the request is acknowledged, its outcome is in the store",
+                     status=answer.status, reply_to=reply_to, user=user, cid=correlation_id)
+            return False
