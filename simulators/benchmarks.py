@@ -147,3 +147,7 @@ def register(registry) -> None:
                          "(JSON)", handler=_verify_cmd, group_help="benchmarks, printing JSON")
     p.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds (default 5)")
     p.add_argument("--seconds", type=float, default=1.0, help="seconds per round and case (default 1)")
+
+    from .bench_intake import register as register_intake  # `vgw bench intake`, same group
+
+    register_intake(registry)
