@@ -26,6 +26,7 @@ test: $(STAMP)
 # Benchmarks (JSON). Long soaks go here too, never into `make test`.
 bench: $(STAMP)
 	$(BIN)/vgw bench verify
+	$(BIN)/vgw bench intake --rate half
 
 clean:
 	rm -rf $(VENV) build *.egg-info

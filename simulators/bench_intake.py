@@ -124,7 +124,8 @@ class ServedGateway:
         self.store_url = f"sqlite:///{work / 'gateway.sqlite3'}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "adapters.cli", "serve", "--pki", str(pki), "--listen", "127.0.0.1:0",
-             "--store", self.store_url, "--threads", str(threads)],
+             "--store", self.store_url, "--threads", str(threads),
+             "--rate-limit", "0"],  # one simulated agency sends all the load: the per-agency limit would cap it
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         self.port = None
         deadline = time.monotonic() + 60
