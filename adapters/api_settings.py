@@ -1,9 +1,9 @@
 """Settings of the HTTP API beyond the listener: the per-agency rate limit and the metrics listener.
 
 Named like the rows of ``adapters.settings.SETTINGS`` (``limits.rate``, ``limits.burst``, ``metrics.listen``;
-environment ``VGW_LIMITS_RATE``, ``VGW_LIMITS_BURST``, ``VGW_METRICS_LISTEN``), so ``vgw serve`` can build
-them from its loaded settings (:meth:`ApiSettings.from_settings`). Until it does, ``GatewayHttpApi``
-reads the same environment variables itself (:meth:`ApiSettings.from_environ`).
+environment ``VGW_LIMITS_RATE``, ``VGW_LIMITS_BURST``, ``VGW_METRICS_LISTEN``): ``vgw serve`` builds them
+from its loaded settings (:meth:`ApiSettings.from_settings`); a ``GatewayHttpApi`` made without settings
+(tests, embedding) reads the same environment variables itself (:meth:`ApiSettings.from_environ`).
 """
 
 from __future__ import annotations
