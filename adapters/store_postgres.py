@@ -16,7 +16,6 @@ Concurrency choices:
 
 from __future__ import annotations
 
-import threading
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -33,55 +32,36 @@ from gateway.store import (
 )
 
 from . import migrations
-from .sql_store_reads import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStoreReads
+from .sql_store import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStore
 
 _MIGRATION_LOCK = 0x76677731  # pg_advisory_xact_lock key: one migrator at a time per database ("vgw1")
 
 
 
-class PostgresStore(SqlStoreReads):
+class PostgresStore(SqlStore):
     """:class:`gateway.store.VoucherStore` over a PostgreSQL database named by a ``postgresql://`` URL."""
 
+    dialect = "postgresql"
+    driver_error = psycopg.Error
     placeholder = "%s"
     cursor_tuple = "(%s::timestamptz, %s::text, %s::integer)"
 
-
-    dialect = "postgresql"
-
     def __init__(self, url: str) -> None:
         self._url = url
-        self._local = threading.local()
-        self._connections: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        try:
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
+        super().__init__()
 
     # --- connections -------------------------------------------------------------------------------------
 
-    def _conn(self) -> psycopg.Connection:
-        if self._closed:
-            raise StoreError("the store is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            try:
-                conn = psycopg.connect(self._url, autocommit=True)
-                conn.execute("SET TIME ZONE 'UTC'")
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to the PostgreSQL store: {exc}") from exc
-            with self._lock:
-                self._connections.append(conn)
-            self._local.conn = conn
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(self._url, autocommit=True)
+            conn.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store: {exc}") from exc
         return conn
 
-    def _read(self, sql: str, params: tuple = ()) -> list:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL read failed: {exc}") from exc
+    def _usable(self, conn: psycopg.Connection) -> bool:
+        return not (conn.closed or conn.broken)  # a broken connection is replaced on next use
 
     def _migrate(self) -> None:
         conn = self._conn()
@@ -132,13 +112,6 @@ class PostgresStore(SqlStoreReads):
                 return self._append(conn, self._lock_head(conn), event)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL write failed: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
 
     # --- inside a write transaction --------------------------------------------------------------------
 

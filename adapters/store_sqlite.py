@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,15 +35,20 @@ from gateway.store import (
 )
 
 from . import migrations
-from .sql_store_reads import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStoreReads
+from .sql_store import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStore
 
 BUSY_TIMEOUT_S = 30.0
 
 
-
-
-class SqliteStore(SqlStoreReads):
+class SqliteStore(SqlStore):
     """:class:`gateway.store.VoucherStore` over one SQLite file."""
+
+    dialect = "sqlite"
+    driver_error = sqlite3.Error
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        super().__init__()
 
     def _time_param(self, at: datetime.datetime):
         return utc_text(at)
@@ -52,42 +56,20 @@ class SqliteStore(SqlStoreReads):
     def _time_value(self, value) -> datetime.datetime:
         return parse_utc_text(value)
 
-
-    dialect = "sqlite"
-
-    def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        try:
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
-
     # --- connections and transactions ------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError("the store is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                # check_same_thread=False only so close() may close it from another thread; in use it
-                # stays with the thread that opened it. isolation_level=None: we issue BEGIN ourselves.
-                conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA foreign_keys=ON")
-                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the SQLite store {self._path}: {exc}") from exc
-            with self._lock:
-                self._connections.append(conn)
-            self._local.conn = conn
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # check_same_thread=False only so close() may close it from another thread; in use it stays
+            # with the thread that opened it. isolation_level=None: we issue BEGIN ourselves.
+            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store {self._path}: {exc}") from exc
         return conn
 
     @contextmanager
@@ -107,12 +89,6 @@ class SqliteStore(SqlStoreReads):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"SQLite write failed: {exc}") from exc
             raise
-
-    def _read(self, sql: str, params: tuple = ()) -> list:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite read failed: {exc}") from exc
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -144,13 +120,6 @@ class SqliteStore(SqlStoreReads):
     def append_audit(self, event: AuditEvent) -> AuditEntry:
         with self._write() as conn:
             return self._append(conn, event)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
 
     # --- inside a write transaction --------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""What both SQL stores share: the column lists, turning rows into records, and every read query.
+"""What both SQL stores share: one connection per thread, the column lists, rows into records, every read.
 
-The two backends differ only in the DB-API placeholder (``?`` for sqlite3, ``%s`` for psycopg) and in how a
-time is kept (SQLite: fixed-width UTC text; PostgreSQL: TIMESTAMPTZ), so subclasses give those three things
-and inherit the queries. Writes stay in each store: their locking is where the backends really differ.
+For reads the backends differ only in the DB-API placeholder (``?`` for sqlite3, ``%s`` for psycopg) and in
+how a time is kept (SQLite: fixed-width UTC text; PostgreSQL: TIMESTAMPTZ), so subclasses give those and
+how to connect, and inherit the rest. Migrations and writes stay in each store: their locking is where the
+backends really differ.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import abc
 import datetime
 import json
+import threading
 
 from gateway.store import (
     AuditEntry,
     AuditEvent,
     IntakeRecord,
+    StoreError,
     UnreadableAuditEntry,
     check_limit,
     decode_cursor,
@@ -27,15 +30,66 @@ INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
-class SqlStoreReads(abc.ABC):
+class SqlStore(abc.ABC):
+    """Base of the SQLite and PostgreSQL stores (:class:`gateway.store.VoucherStore`)."""
+
+    dialect = ""
+    """How messages and migrations name the backend."""
+    driver_error: type[Exception] = Exception
+    """The driver's root exception, turned into :class:`StoreError`."""
     placeholder = "?"
     """The DB-API parameter marker of the driver."""
     cursor_tuple = "(?, ?, ?)"
     """The row value a page cursor is compared with (PostgreSQL needs explicit casts)."""
 
+    def __init__(self) -> None:
+        # One connection per thread: neither driver's connections may run two transactions at once. All are
+        # kept so close() can close them; a thread that ends leaves its connection open until then.
+        self._local = threading.local()
+        self._connections: list = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
     @abc.abstractmethod
+    def _connect(self):
+        """A new connection, set up for this backend; raises StoreError when it cannot be had."""
+
+    def _usable(self, conn) -> bool:
+        """Whether this thread's connection can still be used (a PostgreSQL one can break)."""
+        return True
+
+    @abc.abstractmethod
+    def _migrate(self) -> None:
+        """Bring the schema to the version this code knows, or refuse a newer one."""
+
+    def _conn(self):
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or not self._usable(conn):
+            conn = self._connect()
+            with self._lock:
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
     def _read(self, sql: str, params: tuple = ()) -> list:
-        """Run a read query on the calling thread's connection and return all rows."""
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} read failed: {exc}") from exc
 
     def _time_param(self, at: datetime.datetime):
         """A time as the backend stores it."""
