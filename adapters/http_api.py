@@ -230,16 +230,20 @@ class GatewayHttpApi:
         body = request.content.read()
         return self._run(request, self.service.submit_voucher, body, cert)
 
-    @app.route("/v1/vouchers", methods=["GET"])
-    def list_vouchers(self, request):
+    def _list(self, request, work, *, with_status: bool):
+        """A paged list route: rate limit, parse the query string (400 when bad), then ``work(query, cert)``."""
         cert, limited = self._caller(request)
         if limited:
             return self._send(request, limited)
         try:
-            query = parse_list_query(request.args)
+            query = parse_list_query(request.args, with_status=with_status)
         except Refusal as refusal:
             return self._send(request, Answer.problem(refusal, request.uri.decode("ascii", "replace")))
-        return self._run(request, self.service.list_vouchers, query, cert)
+        return self._run(request, work, query, cert)
+
+    @app.route("/v1/vouchers", methods=["GET"])
+    def list_vouchers(self, request):
+        return self._list(request, self.service.list_vouchers, with_status=True)
 
     @app.route("/v1/vouchers/<string:voucher_id>", methods=["GET"])
     def voucher_status(self, request, voucher_id):
@@ -251,14 +255,7 @@ class GatewayHttpApi:
 
     @app.route("/v1/rejections", methods=["GET"])
     def list_rejections(self, request):
-        cert, limited = self._caller(request)
-        if limited:
-            return self._send(request, limited)
-        try:
-            query = parse_list_query(request.args, with_status=False)
-        except Refusal as refusal:
-            return self._send(request, Answer.problem(refusal, request.uri.decode("ascii", "replace")))
-        return self._run(request, self.service.list_rejections, query, cert)
+        return self._list(request, self.service.list_rejections, with_status=False)
 
     @app.route("/metrics", methods=["GET"])
     def metrics_exposition(self, request):
