@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-TAIPEI = datetime.timezone(datetime.timedelta(hours=8), "Asia/Taipei")
+from gateway.voucher_check import TAIPEI
 
 
 def utc_now() -> datetime.datetime:

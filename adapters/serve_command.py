@@ -16,13 +16,6 @@ from pathlib import Path
 from .settings import SETTINGS, SettingsError, load_settings
 
 
-def _listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise SettingsError(f"listen: expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def _serve(args: argparse.Namespace) -> int:
     # Imported here, not at the top: every `vgw` command builds the parser, and only this one needs Twisted.
     from cryptography import x509
@@ -34,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .bootstrap import ConfigError, PlatformConfig, build_platform
     from .cli import CliError
-    from .api_settings import ApiSettings
+    from .api_settings import ApiSettings, listen_address
     from .http_api import GatewayHttpApi, make_metrics_site, make_site
     from .intake_service import IntakeService
     from .store_factory import open_store
@@ -46,7 +39,10 @@ def _serve(args: argparse.Namespace) -> int:
                  "metrics.listen": args.metrics_listen, "amqp.url": args.amqp}
     try:
         s = load_settings(Path(args.config) if args.config else None, os.environ, overrides)
-        host, port = _listen_address(s["listen"])
+        try:
+            host, port = listen_address(s["listen"])
+        except ValueError as exc:
+            raise SettingsError(f"listen: {exc}") from None
         platform = build_platform(PlatformConfig(
             roots=s["trust.roots"], intermediates=s["trust.intermediates"], registry=s["trust.registry"],
             crl_dir=s["trust.crl_dir"], use_ocsp=s["trust.ocsp"], soft_fail=s["trust.soft_fail"],

@@ -8,13 +8,9 @@ from pathlib import Path
 
 from cryptography import x509
 
+from adapters.clock import utc_now
+
 from .layout import DEFAULT_OCSP_URL, init_pki, revoke
-
-
-def _now():
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _usage(message: str) -> Exception:
@@ -29,7 +25,7 @@ def _init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     if (target / "manifest.json").exists() and not args.force:
         raise _usage(f"{target} already holds a PKI (use --force to overwrite)")
-    manifest = init_pki(target, agencies=args.agencies, now=_now(), ocsp_url=args.ocsp_url, seed=args.seed)
+    manifest = init_pki(target, agencies=args.agencies, now=utc_now(), ocsp_url=args.ocsp_url, seed=args.seed)
     if args.json:
         print(json.dumps(manifest, ensure_ascii=False, indent=2))
     else:
@@ -51,7 +47,7 @@ def _revoke(args: argparse.Namespace) -> int:
     if not (Path(args.dir) / "ca-state.json").exists():
         raise _usage(f"{args.dir} is not a PKI folder made by `vgw pki init`")
     try:
-        serial = revoke(Path(args.dir), cert, now=_now(), reason=REASONS[args.reason])
+        serial = revoke(Path(args.dir), cert, now=utc_now(), reason=REASONS[args.reason])
     except ValueError as exc:
         raise _usage(str(exc)) from None
     print(f"revoked {serial} ({args.reason}); CRLs reissued, OCSP answers revoked from now on")
