@@ -57,7 +57,7 @@ class IntakeService:
         return agency
 
     def _known(self, agency: str) -> bool:
-        return any(grant.agency == agency for grant in self.platform.registry.grants)
+        return agency in self.platform.registry.agencies
 
     def submit_voucher(self, body: bytes, client_cert: x509.Certificate | None) -> Answer:
         """Intake over HTTPS: the TLS client certificate names the calling agency."""

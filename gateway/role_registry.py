@@ -98,6 +98,8 @@ def _grant(raw: dict, index: int) -> Grant:
 class RoleRegistry:
     def __init__(self, grants: list[Grant]) -> None:
         self.grants = tuple(grants)
+        self.agencies = frozenset(grant.agency for grant in self.grants)
+        """Every agency some grant names: the agencies the gateway serves."""
         self._by_key: dict[str, list[Grant]] = {}
         for grant in self.grants:
             self._by_key.setdefault(grant.key_sha256 or grant.cert_serial_hex.upper().lstrip("0"), []).append(grant)

@@ -110,3 +110,7 @@ def test_a_deputy_acts_only_within_their_own_window(registry):
 def test_a_bad_registry_is_refused_whole(text, message):
     with pytest.raises(RegistryError, match=message):
         RoleRegistry.from_toml(text)
+
+
+def test_the_registry_knows_which_agencies_it_serves(registry):
+    assert registry.agencies == frozenset({"379000001A"})
