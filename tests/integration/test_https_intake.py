@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from gateway.receipts import verify_receipt
 from gateway.signing import sign_document
@@ -28,6 +27,24 @@ VGW = str(Path(sys.executable).parent / "vgw")
 MAX_BODY = 300_000
 
 
+def wait_until_ready(process: subprocess.Popen, log: Path, timeout: float = 30.0) -> str:
+    """The line `vgw serve` prints once it accepts connections; fails if the server exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = next((line for line in log.read_text(errors="replace").splitlines()
+                      if line.startswith("vgw: ready on https://")), None)
+        if ready is not None:
+            return ready
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"vgw serve did not become ready:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)  # polling the log for the ready line, with a deadline
+
+
+def https_port(ready: str) -> int:
+    """The port in `vgw: ready on https://HOST:PORT ...`."""
+    return int(ready.split()[3].rsplit(":", 1)[1])
+
+
 class Gateway:
     def __init__(self, pki_dir: Path, store_url: str, log: Path) -> None:
         self.pki_dir, self.store_url, self.log = pki_dir, store_url, log
@@ -37,15 +54,9 @@ class Gateway:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [VGW, "serve", "--pki", str(self.pki_dir), "--listen", "127.0.0.1:0", "--store", self.store_url,
-             "--max-body", str(MAX_BODY), "--revocation-max-age", "0"], stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while self.port is None:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith("vgw: ready on https://127.0.0.1:") and line.count(":") >= 2:
-                    self.port = int(line.split(":")[3].split()[0])
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"vgw serve did not become ready:\n{self.log.read_text()}")
-            time.sleep(0.05)  # polling the log for the ready line, with a deadline
+             "--max-body", str(MAX_BODY), "--revocation-max-age", "0"],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.port = https_port(wait_until_ready(self.process, self.log))
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:
@@ -186,13 +197,7 @@ def test_a_config_file_and_the_environment_configure_the_server(served, tmp_path
     other = Gateway(served.pki_dir, "", log)
     other.process = process
     try:
-        deadline = time.monotonic() + 30
-        while other.port is None:
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith("vgw: ready on https://127.0.0.1:"):
-                    other.port = int(line.split(":")[3].split()[0])
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)  # polling the log for the ready line, with a deadline
+        other.port = https_port(wait_until_ready(process, log))
         assert "other.sqlite3" in log.read_text()
         status, _, body = call(other, "POST", "/v1/vouchers", b"<" * 2000)
         assert status == 413 and problem(body)["code"] == "too-large"

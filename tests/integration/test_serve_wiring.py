@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import urllib.request
 
 import pika
@@ -17,7 +16,7 @@ from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW
 from .test_amqp_intake import Agency, signed_voucher
-from .test_https_intake import VGW, call, problem
+from .test_https_intake import VGW, Gateway, call, https_port, problem, wait_until_ready
 
 
 @pytest.fixture(scope="module")
@@ -33,24 +32,12 @@ def gateway(tmp_path_factory):
         [VGW, "serve", "--pki", str(base / "pki"), "--listen", "127.0.0.1:0", "--store", store_url,
          "--amqp", url, "--metrics-listen", "127.0.0.1:0"],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, "VGW_AMQP_USERS": f"guest={AGENCY_A}"})
-    ready = None
-    deadline = time.monotonic() + 30
-    while ready is None:
-        ready = next((line for line in log.read_text(errors="replace").splitlines()
-                      if line.startswith("vgw: ready on https://")), None)
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)  # polling the log for the ready line, with a deadline
+    ready = wait_until_ready(process, log)
     fields = dict(part.split("=", 1) for part in ready.split()[4:])
-    https_port = int(ready.split()[3].rsplit(":", 1)[1])
-    yield {"pki": base / "pki", "https_port": https_port, "metrics": fields["metrics"], "store": store_url,
+    yield {"pki": base / "pki", "https_port": https_port(ready), "metrics": fields["metrics"], "store": store_url,
            "amqp": pika.URLParameters(url), "log": log}
     process.terminate()
     process.wait(timeout=30)
-
-
-class _Https:
-    def __init__(self, pki_dir, port):
-        self.pki_dir, self.port = pki_dir, port
 
 
 def test_both_transports_feed_one_store_and_the_metrics_count_them(gateway, factory):
@@ -64,7 +51,8 @@ def test_both_transports_feed_one_store_and_the_metrics_count_them(gateway, fact
     gateway_cert = load_cert(gateway["pki"] / "gateway/cert.pem")
     assert verify_receipt(receipt, gateway_cert=gateway_cert, now=NOW).voucher_id == by_amqp.voucher_id
 
-    https = _Https(gateway["pki"], gateway["https_port"])
+    https = Gateway(gateway["pki"], gateway["store"], gateway["log"])
+    https.port = gateway["https_port"]
     by_https, data = signed_voucher(gateway["pki"], factory)
     assert call(https, "POST", "/v1/vouchers", data)[0] == 202
     status, _, body = call(https, "POST", "/v1/vouchers", b"garbage")
