@@ -99,9 +99,6 @@ class IntakeRecord:
         _check_hex64(self.received_sha256, "received_sha256")
         if not isinstance(self.received_bytes, bytes) or not isinstance(self.receipt_xml, bytes):
             raise ValueError("received_bytes and receipt_xml must be bytes")
-        # The one invariant a store must never break: the digest names exactly these bytes.
-        if hashlib.sha256(self.received_bytes).hexdigest() != self.received_sha256:
-            raise ValueError(f"received_sha256 does not match the received bytes of {self.voucher_id}")
         if not isinstance(self.summary, dict):
             raise ValueError("summary must be a dict")
         object.__setattr__(self, "received_at", utc(self.received_at, "received_at"))
@@ -232,7 +229,11 @@ def decode_cursor(cursor: str) -> tuple[datetime.datetime, str, int]:
 
 
 def check_intake_pair(record: IntakeRecord, event: AuditEvent) -> None:
-    """The audit entry of an intake must name the document stored with it (a caller's bug otherwise)."""
+    """What every store checks before writing an intake (a caller's bug otherwise): the digest names exactly
+    the bytes stored, and the audit entry names that digest. Checked on write only, where it guards what
+    goes in; records read back are not re-hashed (a submission reads every prior revision of its voucher)."""
+    if hashlib.sha256(record.received_bytes).hexdigest() != record.received_sha256:
+        raise ValueError(f"received_sha256 does not match the received bytes of {record.voucher_id}")
     if event.document_sha256 != record.received_sha256:
         raise ValueError("the intake's audit event must carry the record's received_sha256")
 

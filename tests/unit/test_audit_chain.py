@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.audit import entry_hash, next_entry, verify_chain
-from gateway.store import GENESIS_HASH, AuditEntry, AuditEvent
+from gateway.store import GENESIS_HASH, AuditEntry, AuditEvent, IntakeRecord, check_intake_pair
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
@@ -148,3 +148,13 @@ def test_flipping_any_field_of_any_entry_is_reported_at_that_entry(events, data)
     assert not report.ok
     assert report.broken_seq == entries[k].seq
     assert report.checked in (k, k + 1) and report.head_seq == k
+
+
+def test_a_store_write_refuses_a_digest_that_does_not_name_the_bytes():
+    body = b"<Voucher/>"
+    digest = hashlib.sha256(b"other bytes").hexdigest()
+    record = IntakeRecord("379000001A-115-1", 1, "379000001A", digest, body,
+                          datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc), "received", "R-1", b"<r/>")
+    event = AuditEvent(record.received_at, "gateway", "voucher.received", record.subject, digest)
+    with pytest.raises(ValueError, match="does not match the received bytes"):
+        check_intake_pair(record, event)
