@@ -50,9 +50,8 @@ import pika.exceptions
 from twisted.logger import Logger
 
 from gateway.errors import Refusal
-from gateway.problems import problem_for_internal_error
 
-from .http_api import DEFAULT_MAX_BODY, PROBLEM_JSON, Answer
+from .http_api import DEFAULT_MAX_BODY, Answer, internal_error
 
 log = Logger(namespace="vgw.amqp_intake")
 
@@ -219,7 +218,7 @@ class AmqpIntake:
         except Exception:
             log.failure("AMQP intake: internal error on a message from user {user} (correlation_id {cid}); "
                         "dead-lettered", user=user, cid=correlation_id)
-            answer, outcome = Answer.json(500, problem_for_internal_error(), PROBLEM_JSON), "internal-error"
+            answer, outcome = internal_error(), "internal-error"
             failed = True
         if not self._reply(reply_to, correlation_id, answer, user):
             outcome += "+reply-lost"
@@ -227,8 +226,7 @@ class AmqpIntake:
             channel.basic_nack(tag, requeue=False)
         else:
             channel.basic_ack(tag)
-        self._log(user, agency, correlation_id, answer.status, getattr(answer, "voucher_id", None), outcome,
-                  started)
+        self._log(user, agency, correlation_id, answer.status, answer.voucher_id, outcome, started)
 
     def _answer(self, user: str | None, agency: str | None, body: bytes) -> tuple[Answer, str]:
         try:
@@ -238,7 +236,7 @@ class AmqpIntake:
                 raise Refusal("agency-unknown", "the message carries no user_id" if not user else
                               f"the broker user {user!r} is not mapped to an agency")
             answer = self.service.submit_voucher_as(agency, body)
-            return answer, getattr(answer, "outcome", None) or ("accepted" if answer.status == 202 else "ok")
+            return answer, answer.outcome or "ok"
         except Refusal as refusal:
             return Answer.problem(refusal), refusal.code
 
@@ -259,13 +257,9 @@ class AmqpIntake:
         try:
             self._replies.basic_publish("", reply_to, answer.body, properties, mandatory=True)
             return True
-        except pika.exceptions.UnroutableError:
-            log.warn("AMQP intake: reply {status} to {reply_to} for user {user} (correlation_id {cid}) was "
-                     "unroutable; the request is acknowledged, its outcome is in the store",
-                     status=answer.status, reply_to=reply_to, user=user, cid=correlation_id)
-            return False
-        except pika.exceptions.NackError:
-            log.warn("AMQP intake: the broker refused the reply {status} to {reply_to} for user {user} "
-                     "(correlation_id {cid}); the request is acknowledged, its outcome is in the store",
-                     status=answer.status, reply_to=reply_to, user=user, cid=correlation_id)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            why = "was unroutable" if isinstance(exc, pika.exceptions.UnroutableError) else "was refused by the broker"
+            log.warn("AMQP intake: reply {status} to {reply_to} for user {user} (correlation_id {cid}) {why}; the "
+                     "request is acknowledged, its outcome is in the store",
+                     status=answer.status, reply_to=reply_to, user=user, cid=correlation_id, why=why)
             return False

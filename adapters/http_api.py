@@ -27,7 +27,7 @@ from twisted.web import resource, server
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import Refusal
-from gateway.problems import problem_document, problem_for_internal_error
+from gateway.problems import PROBLEM_MEDIA_TYPE, problem_document, problem_for_internal_error
 
 from .api_settings import ApiSettings
 from .client_identity import agency_of_client
@@ -37,7 +37,6 @@ from .query_params import parse_list_query
 from .rate_limit import AgencyRateLimiter
 from .tls import peer_certificate
 
-PROBLEM_JSON = "application/problem+json"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 log = Logger(namespace="vgw.http")
@@ -57,13 +56,14 @@ class Answer:
     outcome: str | None = None
 
     @classmethod
-    def json(cls, status: int, document: dict, content_type: str = "application/json") -> Answer:
-        return cls(status, content_type, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    def json(cls, status: int, document: dict, content_type: str = "application/json", *,
+             outcome: str | None = None) -> Answer:
+        return cls(status, content_type, json.dumps(document, ensure_ascii=False).encode("utf-8"), outcome=outcome)
 
     @classmethod
     def problem(cls, refusal: Refusal, instance: str | None = None) -> Answer:
         document = problem_document(refusal, instance=instance)
-        return cls(document["status"], PROBLEM_JSON, json.dumps(document, ensure_ascii=False).encode("utf-8"),
+        return cls(document["status"], PROBLEM_MEDIA_TYPE, json.dumps(document, ensure_ascii=False).encode("utf-8"),
                    outcome=refusal.code)
 
 
@@ -196,7 +196,7 @@ class GatewayHttpApi:
             if failure.check(Refusal):
                 return self._send(request, Answer.problem(failure.value, instance))
             log.failure("internal error answering {uri}", failure, uri=instance)
-            return self._send(request, _internal_error(instance))
+            return self._send(request, internal_error(instance))
 
         d = deferToThread(work, *args)
         d.addCallbacks(lambda answer: self._send(request, answer), failed)
@@ -281,16 +281,16 @@ class GatewayHttpApi:
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.code, "bad-request")
         document = {"type": "about:blank", "title": error.name, "status": error.code, "code": code,
                     "detail": error.description, "instance": instance}
-        answer = Answer.json(error.code, document, PROBLEM_JSON)
+        answer = Answer.json(error.code, document, PROBLEM_MEDIA_TYPE)
         return self._send(request, Answer(answer.status, answer.content_type, answer.body, outcome=code))
 
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):
         instance = request.uri.decode("ascii", "replace")
         log.failure("unhandled error answering {uri}", failure, uri=instance)
-        return self._send(request, _internal_error(instance))
+        return self._send(request, internal_error(instance))
 
 
-def _internal_error(instance: str) -> Answer:
-    answer = Answer.json(500, problem_for_internal_error(instance), PROBLEM_JSON)
-    return Answer(answer.status, answer.content_type, answer.body, outcome="internal-error")
+def internal_error(instance: str | None = None) -> Answer:
+    """The answer to our own bug, for any transport: 500, a problem document that leaks nothing."""
+    return Answer.json(500, problem_for_internal_error(instance), PROBLEM_MEDIA_TYPE, outcome="internal-error")

@@ -22,7 +22,7 @@ from gateway.intake import Accept, Duplicate, PriorRevision, Submission, decide_
 from gateway.receipts import build_receipt, new_receipt_id, sign_receipt
 from gateway.roles import Role
 from gateway.signing import SignerKey
-from gateway.store import AlreadyStored, AuditEvent, IntakeRecord, VoucherStore, actor_of, summary_of, utc_text
+from gateway.store import AlreadyStored, IntakeRecord, VoucherStore, received_intake, utc_text
 from gateway.voucher_check import check_signed_voucher
 
 from .client_identity import agency_of_client
@@ -87,14 +87,8 @@ class IntakeService:
         receipt_id = new_receipt_id(voucher.voucher_id, voucher.revision, verified.received_sha256)
         signed_receipt = sign_receipt(build_receipt(verified, receipt_id=receipt_id, received_at=now),
                                       self.gateway_key, self.gateway_cert, now)
-        record = IntakeRecord(voucher_id=voucher.voucher_id, revision=voucher.revision, agency=agency,
-                              received_sha256=verified.received_sha256, received_bytes=bytes(body),
-                              received_at=now, status="received", receipt_id=receipt_id,
-                              receipt_xml=signed_receipt, summary=summary_of(verified))
-        event = AuditEvent(at=now, actor=actor_of(verified.signer.identity), action="voucher.received",
-                           subject=record.subject, document_sha256=verified.received_sha256,
-                           detail={"receipt_id": receipt_id, "correction_of": decision.correction_of,
-                                   "grant": verified.signer.grant.kind.value})
+        record, event = received_intake(verified, body=body, agency=agency, at=now, receipt_id=receipt_id,
+                                        receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of})
         try:
             self.store.record_intake(record, event)
         except AlreadyStored:

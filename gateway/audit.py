@@ -67,10 +67,6 @@ class ChainVerifier:
         self._checked = 0
         self._broken: tuple[int, str] | None = None
 
-    @property
-    def broken(self) -> bool:
-        return self._broken is not None
-
     def feed(self, entries: Iterable[AuditEntry]) -> bool:
         """Check ``entries``, which follow those fed before; False once a link is broken (feed no more)."""
         for entry in entries:

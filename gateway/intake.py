@@ -100,8 +100,8 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
-class Conflict:
-    """This revision is held with other bytes: refuse, change nothing (``duplicate-conflict``, HTTP 409)."""
+class _Refused:
+    """A decision to refuse, carrying the problem to answer with."""
 
     problem: Problem
 
@@ -111,14 +111,13 @@ class Conflict:
 
 
 @dataclass(frozen=True)
-class RevisionNotAccepted:
+class Conflict(_Refused):
+    """This revision is held with other bytes: refuse, change nothing (``duplicate-conflict``, HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class RevisionNotAccepted(_Refused):
     """A revision the voucher's history does not allow now (``revision-not-accepted``, HTTP 409)."""
-
-    problem: Problem
-
-    @property
-    def refusal(self) -> Refusal:
-        return Refusal([self.problem])
 
 
 Decision = Accept | Duplicate | Conflict | RevisionNotAccepted

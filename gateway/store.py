@@ -262,3 +262,17 @@ def summary_of(verified: VerifiedVoucher) -> dict:
         "signer": {"serial": ident.serial_hex, "issuer": ident.issuer, "role": verified.signer.role.value},
         "corrects": corrects,
     }
+
+
+def received_intake(verified: VerifiedVoucher, *, body: bytes, agency: str, at: datetime.datetime,
+                    receipt_id: str, receipt_xml: bytes, detail: dict | None = None) -> tuple[IntakeRecord, AuditEvent]:
+    """The record and audit event that store one accepted voucher revision (see ``record_intake``)."""
+    voucher = verified.voucher
+    record = IntakeRecord(voucher_id=voucher.voucher_id, revision=voucher.revision, agency=agency,
+                          received_sha256=verified.received_sha256, received_bytes=bytes(body), received_at=at,
+                          status="received", receipt_id=receipt_id, receipt_xml=receipt_xml,
+                          summary=summary_of(verified))
+    event = AuditEvent(at=at, actor=actor_of(verified.signer.identity), action="voucher.received",
+                       subject=record.subject, document_sha256=verified.received_sha256,
+                       detail={"receipt_id": receipt_id, "grant": verified.signer.grant.kind.value, **(detail or {})})
+    return record, event
