@@ -24,24 +24,20 @@ otherwise two live revisions of one payment could both be paid.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import Problem, Refusal
 from .voucher_check import VerifiedVoucher
-from .voucher_model import VoucherRef
-
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-
+from .voucher_model import VoucherRef, is_revision, is_sha256_hex
 
 def _check_revision(revision: int) -> None:
-    if not isinstance(revision, int) or isinstance(revision, bool) or not 1 <= revision <= 999:
+    if not is_revision(revision):
         raise ValueError(f"a revision is an integer from 1 to 999, not {revision!r}")
 
 
 def _check_sha256(value: str) -> None:
-    if not isinstance(value, str) or not _SHA256.match(value):
+    if not is_sha256_hex(value):
         raise ValueError("a SHA-256 digest is 64 lowercase hex digits")
 
 

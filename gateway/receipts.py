@@ -25,7 +25,7 @@ from .schema_validation import schema_problems
 from .signature_verification import verify_enveloped
 from .signing import SignerKey, sign_document
 from .voucher_check import VerifiedVoucher
-from .voucher_model import VoucherRef
+from .voucher_model import VoucherRef, is_revision, is_sha256_hex
 from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted, tree_path
 
 NS = "urn:taipei:treasury:receipt:1"
@@ -36,7 +36,6 @@ STATUS_RECEIVED = "received"
 
 _Q = "{%s}" % NS
 _RECEIPT_ID = re.compile(r"R-[0-9a-f]{32}\Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _VOUCHER_ID = re.compile(r"([0-9]{9}[A-Z0-9])-([0-9]{3})-([0-9A-Z]{1,12})\Z")
 # Domain separation: this hash names receipts and nothing else, in this version of the id scheme.
 _RECEIPT_ID_DOMAIN = b"vgw receipt id 1\x00"
@@ -65,7 +64,7 @@ class Receipt:
         # Checked here, like h11's events, so a malformed receipt fails where it is made, not when signed.
         if not _RECEIPT_ID.match(self.receipt_id):
             raise ValueError(f"receipt id {self.receipt_id!r} is not R- and 32 lowercase hex digits")
-        if not _SHA256.match(self.received_sha256):
+        if not is_sha256_hex(self.received_sha256):
             raise ValueError("received_sha256 must be 64 lowercase hex digits")
         if self.received_at.tzinfo is None or self.received_at.utcoffset() is None:
             raise ValueError("received_at must be timezone-aware")
@@ -87,9 +86,9 @@ def new_receipt_id(voucher_id: str, revision: int, received_sha256: str) -> str:
     apart even if an agency sends byte-identical documents for both (which the signature makes impossible
     anyway, since the revision is signed).
     """
-    if not _SHA256.match(received_sha256):
+    if not is_sha256_hex(received_sha256):
         raise ValueError("received_sha256 must be 64 lowercase hex digits")
-    if not _VOUCHER_ID.match(voucher_id) or not 1 <= revision <= 999:
+    if not _VOUCHER_ID.match(voucher_id) or not is_revision(revision):
         raise ValueError(f"not a voucher revision: {voucher_id!r} revision {revision!r}")
     material = _RECEIPT_ID_DOMAIN + f"{voucher_id}\x00{revision}\x00{received_sha256}".encode("ascii")
     return "R-" + hashlib.sha256(material).hexdigest()[:32]

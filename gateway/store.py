@@ -15,7 +15,6 @@ import binascii
 import datetime
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +23,7 @@ from .errors import GatewayError, Refusal
 if TYPE_CHECKING:
     from .certificates import CertificateIdentity
     from .voucher_check import VerifiedVoucher
+from .voucher_model import is_sha256_hex
 
 GENESIS_HASH = "0" * 64
 """The prev_hash of audit entry 1: nothing comes before it."""
@@ -31,7 +31,6 @@ GENESIS_HASH = "0" * 64
 MAX_PAGE = 1000
 """The largest page a caller may ask for; bounds the memory one request can make the store use."""
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def canonical_json(value: Any) -> str:
@@ -69,7 +68,7 @@ def parse_utc_text(text: str) -> datetime.datetime:
 def _check_hex64(value: str | None, what: str, *, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+    if not is_sha256_hex(value):
         raise ValueError(f"{what} must be 64 lowercase hex digits, not {value!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -95,6 +96,20 @@ class VoucherRef:
     @property
     def voucher_id(self) -> str:
         return voucher_id(self.agency_code, self.fiscal_year, self.voucher_number)
+
+
+MAX_REVISION = 999  # schemas/voucher.xsd, RevisionType
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_revision(value: object) -> bool:
+    """A voucher revision number: an int from 1 to 999."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_REVISION
+
+
+def is_sha256_hex(value: object) -> bool:
+    """How the gateway writes a SHA-256 digest everywhere: 64 lowercase hex digits."""
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def voucher_id(agency_code: str, fiscal_year: int, voucher_number: str) -> str:
