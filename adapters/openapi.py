@@ -10,6 +10,8 @@ import copy
 
 from gateway.store import MAX_PAGE
 
+from .query_params import DEFAULT_LIMIT, STATUS_PATTERN
+
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
@@ -27,7 +29,7 @@ _PAGING = [
     _query("to", "received before this instant (exclusive; ISO 8601 with an offset)",
            {"type": "string", "format": "date-time"}),
     _query("cursor", "the `next_cursor` of the previous page (opaque)", {"type": "string"}),
-    _query("limit", "items per page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
+    _query("limit", "items per page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_LIMIT}),
 ]
 
 
@@ -65,7 +67,7 @@ _DOCUMENT = {
                 "operationId": "listVouchers",
                 "summary": "The calling agency's voucher revisions, oldest received first, one page",
                 "parameters": [_query("status", "only revisions with this status (e.g. received, rejected)",
-                                      {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,39}$"}), *_PAGING],
+                                      {"type": "string", "pattern": f"^{STATUS_PATTERN.pattern}$"}), *_PAGING],
                 "responses": {"200": _json("VoucherPage", "one page"), **_problems(400, 401, 403, 429, 500)},
             },
         },

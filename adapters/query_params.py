@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 
 from gateway.errors import Refusal
-from gateway.store import MAX_PAGE
+from gateway.store import MAX_PAGE, check_limit
 
 DEFAULT_LIMIT = 100
-_STATUS = re.compile(r"[a-z][a-z0-9-]{0,39}")
+STATUS_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,512}")
 
 
@@ -57,7 +57,7 @@ def parse_list_query(args: dict[bytes, list[bytes]], *, with_status: bool = True
     allowed = {"from", "to", "cursor", "limit"} | ({"status"} if with_status else set())
     params = _single(args, allowed)
     status = params.get("status")
-    if status is not None and not _STATUS.fullmatch(status):
+    if status is not None and not STATUS_PATTERN.fullmatch(status):
         raise Refusal("query-invalid", f"'status' must be a status name such as 'received', not {status!r}")
     received_from = _instant("from", params["from"]) if "from" in params else None
     received_to = _instant("to", params["to"]) if "to" in params else None
@@ -67,6 +67,7 @@ def parse_list_query(args: dict[bytes, list[bytes]], *, with_status: bool = True
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise Refusal("cursor-invalid", "the paging cursor is not one this gateway issued")
     limit_text = params.get("limit", str(DEFAULT_LIMIT))
-    if not (limit_text.isdigit() and len(limit_text) <= 4) or not 1 <= int(limit_text) <= MAX_PAGE:
+    if not (limit_text.isdigit() and len(limit_text) <= 4):
         raise Refusal("limit-invalid", f"'limit' must be a whole number from 1 to {MAX_PAGE}, not {limit_text!r}")
+    check_limit(int(limit_text))  # the store's own range, so the two cannot disagree
     return ListQuery(status, received_from, received_to, cursor, int(limit_text))
