@@ -277,12 +277,10 @@ class GatewayHttpApi:
     def http_error(self, request, failure):
         """Unknown routes and wrong methods: the routing library's 404/405, as problem documents."""
         error = failure.value
-        instance = request.uri.decode("ascii", "replace")
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.code, "bad-request")
-        document = {"type": "about:blank", "title": error.name, "status": error.code, "code": code,
-                    "detail": error.description, "instance": instance}
-        answer = Answer.json(error.code, document, PROBLEM_MEDIA_TYPE)
-        return self._send(request, Answer(answer.status, answer.content_type, answer.body, outcome=code))
+        refusal = Refusal(code, f"{request.method.decode('ascii', 'replace')} {request.path.decode('ascii', 'replace')}"
+                                f": {error.name.lower()}")
+        return self._send(request, Answer.problem(refusal, request.uri.decode("ascii", "replace")))
 
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):

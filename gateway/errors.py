@@ -57,6 +57,8 @@ _HTTP_STATUS = {
     "certificate-status-unknown": 403,
     "revocation-unavailable": 503,  # a revocation source is down: try again later, nothing is wrong with the input
     "not-found": 404,
+    "method-not-allowed": 405,
+    "bad-request": 400,
     "query-invalid": 400,
     "cursor-invalid": 400,
     "limit-invalid": 400,

@@ -65,6 +65,8 @@ TITLES: dict[str, str] = {
     "client-certificate-required": "A client certificate is required",
     "not-found": "No such resource for this caller",
     "query-invalid": "The query parameters are not valid",
+    "method-not-allowed": "The method is not allowed on this resource",
+    "bad-request": "The request is not understood",
 }
 _FALLBACK_TITLE = "The request was refused"
 
