@@ -69,6 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
         ready += f" metrics=http://{metrics_host}:{metrics.getHost().port}/metrics"
     if s["amqp.url"]:
         _start_amqp(reactor, service, s)
+    _watch_registry(s["trust.registry"], platform)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
     ready += f" store={s['store'].split('@')[-1]}"  # never print a password from a PostgreSQL URL
     if s["amqp.url"]:
@@ -76,6 +77,29 @@ def _serve(args: argparse.Namespace) -> int:
     reactor.callWhenRunning(lambda: print(ready, flush=True))
     reactor.run()
     return 0
+
+
+REGISTRY_CHECK_SECONDS = 5.0
+
+
+def _watch_registry(path: Path, platform) -> None:
+    """Pick up registry edits while running (a new deputy, an ended grant); a bad edit is logged, not applied."""
+    from twisted.internet.task import LoopingCall
+    from twisted.logger import Logger
+
+    from .registry_reloader import RegistryReloader
+
+    log = Logger(namespace="vgw.registry")
+    reloader = RegistryReloader(path, platform)
+
+    def check() -> None:
+        result = reloader.reload_if_changed()
+        if result.error:
+            log.error("registry not reloaded: {error}", error=result.error)
+        elif result.changed:
+            log.info("registry reloaded: {grants} grants", grants=result.grants)
+
+    LoopingCall(check).start(REGISTRY_CHECK_SECONDS, now=False)
 
 
 def _start_amqp(reactor, service, s: dict) -> None:

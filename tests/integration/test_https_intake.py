@@ -230,3 +230,31 @@ def test_a_valid_client_certificate_of_an_unknown_agency_is_refused(served, fact
     finally:
         conn.close()
     assert status == 403 and problem(body)["code"] == "agency-unknown"
+
+
+def test_a_registry_edit_takes_effect_in_the_running_gateway(tmp_path, factory):
+    init_pki(tmp_path / "pki", agencies=1, now=NOW)
+    gateway = Gateway(tmp_path / "pki", f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path / "serve.log")
+    gateway.start()
+    try:
+        voucher = factory.voucher(AGENCY_A, today=NOW.date(), voucher_number="REG000001")
+        head = gateway.pki_dir / "agencies" / AGENCY_A / "people" / "head"
+        head_cert = load_cert(head / "cert.pem")
+        data = sign_document(voucher_to_xml(voucher), load_key(head / "key.pem"), head_cert, NOW)
+        status, _, body = call(gateway, "POST", "/v1/vouchers", data)
+        assert status == 403 and problem(body)["code"] == "signer-not-authorised"
+
+        registry = gateway.pki_dir / "registry.toml"
+        registry.write_text(registry.read_text(encoding="utf-8") + (
+            f'\n[[grant]]\nagency = "{AGENCY_A}"\nrole = "preparer"\nperson = "stand-in"\nkind = "authorised"\n'
+            f'acting_for = "the preparer"\ncert_issuer = "{head_cert.issuer.rfc4514_string()}"\n'
+            f'cert_serial = "{head_cert.serial_number:X}"\n'
+            f"valid_from = {(NOW - datetime.timedelta(days=1)).isoformat()}\n"
+            f"valid_to = {(NOW + datetime.timedelta(days=1)).isoformat()}\n"), encoding="utf-8")
+        deadline = time.monotonic() + 30
+        while "registry reloaded" not in gateway.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, gateway.log.read_text()
+            time.sleep(0.1)  # polling the log for the reload line, with a deadline
+        assert call(gateway, "POST", "/v1/vouchers", data)[0] == 202
+    finally:
+        gateway.stop()
