@@ -124,7 +124,7 @@ class CertificateAuthority:
         is_ca = profile is Profile.INTERMEDIATE
         builder = builder.add_extension(x509.BasicConstraints(ca=is_ca, path_length=0 if is_ca else None),
                                         critical=True)
-        builder = builder.add_extension(options.key_usage_override or _PROFILE_KU[profile], critical=True)
+        builder = builder.add_extension(options.key_usage_override or _key_usage(profile, public_key), critical=True)
         eku = _PROFILE_EKU.get(profile)
         if eku:
             builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
@@ -172,6 +172,20 @@ _PROFILE_KU = {
     Profile.SERVICE: _ku(ds=True, nr=True, ke=True),
     Profile.OCSP_RESPONDER: _ku(ds=True),
 }
+
+
+def _key_usage(profile: Profile, public_key) -> x509.KeyUsage:
+    """The profile's key usage; for an EC key keyAgreement stands in for keyEncipherment, which RFC 5480
+    forbids on EC keys (an EC key never encrypts a TLS premaster secret; it takes part in ECDH)."""
+    usage = _PROFILE_KU[profile]
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and usage.key_encipherment:
+        usage = x509.KeyUsage(digital_signature=usage.digital_signature, content_commitment=usage.content_commitment,
+                              key_encipherment=False, data_encipherment=False, key_agreement=True,
+                              key_cert_sign=usage.key_cert_sign, crl_sign=usage.crl_sign, encipher_only=False,
+                              decipher_only=False)
+    return usage
+
+
 _PROFILE_EKU = {
     Profile.TLS_CLIENT: [ExtendedKeyUsageOID.CLIENT_AUTH],
     Profile.SERVICE: [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],

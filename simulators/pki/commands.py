@@ -10,7 +10,7 @@ from cryptography import x509
 
 from adapters.clock import utc_now
 
-from .layout import DEFAULT_OCSP_URL, init_pki, revoke
+from .layout import DEFAULT_OCSP_URL, GATEWAY_KEY_KINDS, init_pki, revoke
 
 
 def _usage(message: str) -> Exception:
@@ -25,7 +25,8 @@ def _init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     if (target / "manifest.json").exists() and not args.force:
         raise _usage(f"{target} already holds a PKI (use --force to overwrite)")
-    manifest = init_pki(target, agencies=args.agencies, now=utc_now(), ocsp_url=args.ocsp_url, seed=args.seed)
+    manifest = init_pki(target, agencies=args.agencies, now=utc_now(), ocsp_url=args.ocsp_url, seed=args.seed,
+                        gateway_key=args.gateway_key)
     if args.json:
         print(json.dumps(manifest, ensure_ascii=False, indent=2))
     else:
@@ -71,6 +72,8 @@ def register(registry) -> None:
     p.add_argument("--ocsp-url", default=DEFAULT_OCSP_URL,
                    help=f"OCSP URL written into certificates (default {DEFAULT_OCSP_URL})")
     p.add_argument("--seed", type=int, default=1, help="seed for names and IDs")
+    p.add_argument("--gateway-key", choices=GATEWAY_KEY_KINDS, default="ec",
+                   help="the gateway's key (TLS and receipts): ECDSA P-256 (default, cheaper per receipt) or RSA-2048")
     p.add_argument("--force", action="store_true", help="overwrite an existing PKI in DIR")
     p.add_argument("--json", action="store_true", help="print the manifest of absolute paths as JSON")
 
