@@ -34,24 +34,41 @@ is one connection and one consumer); the broker spreads messages across them. pi
 would put the consumer on the reactor, but every message would still need a worker thread and a hop back
 to the reactor for each ack; that is for when the gateway needs it, not before.
 
-If the connection drops, the consumer reconnects with a growing delay (up to 30 s); unacknowledged
-messages are redelivered by the broker meanwhile.
+The broker going away (restart, failover, a dropped TCP connection). The consumer thread notices (pika
+raises out of ``process_data_events``, or out of the reply's publish in the middle of a message), closes
+what is left and reconnects after the waits of :class:`Backoff`, declaring the topology again and
+consuming again; one structured log line per attempt (``event=amqp.reconnect``). Nothing is lost or stored
+twice meanwhile: every delivery not yet acknowledged goes back to the queue when the connection dies and
+is delivered again (``redelivered`` in its log line), and a voucher already stored before the drop is
+answered again with its original receipt. A reply whose publish failed because the connection dropped
+is never followed by an ack: the request comes back and is answered then. ``connected`` (and the metric
+``vgw_amqp_connected``, and ``GET /readyz``) say whether the consumer is consuming right now.
+
+Queue depth. Every ``probe_interval`` seconds (and at each connect) the consumer asks the broker how many
+messages wait in its queue (a passive ``queue.declare``: the messages ready, not those delivered and not
+yet acknowledged) and sets ``vgw_amqp_queue_messages``. It asks on its own connection, in its own thread,
+between deliveries, because a ``BlockingConnection`` is not thread-safe and a second connection just for
+this would be one more thing to reconnect. The price: while one message takes long, the number is as
+old as that message's handling.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import pika
 import pika.exceptions
+from prometheus_client import CollectorRegistry
 from twisted.logger import Logger
 
 from gateway.errors import Refusal
 
 from .http_api import DEFAULT_MAX_BODY, Answer, internal_error
+from .http_metrics import AmqpMetrics
 
 log = Logger(namespace="vgw.amqp_intake")
 
@@ -88,6 +105,41 @@ def declare_topology(channel, topology: AmqpTopology) -> None:
     channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
 
+QUEUE_PROBE_SECONDS = 5.0
+"""How often the consumer asks the broker for its queue's depth (``vgw_amqp_queue_messages``)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The waits before reconnect attempts: ``first`` seconds, times ``factor`` after each failed attempt,
+    never more than ``cap``; each wait drawn at random from the upper half of that bound.
+
+    Why these numbers: a dropped TCP connection is back within a second, a broker restart takes about
+    ten. Half a second catches the first; a cap of 5 s means consuming resumes at most ~5 s after the
+    broker is back, while one refused connect every few seconds costs the broker nothing. The jitter
+    keeps several gateway processes from knocking all at once when a broker comes back.
+    """
+
+    first: float = 0.5
+    factor: float = 2.0
+    cap: float = 5.0
+
+    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
+        bound = min(self.first, self.cap)
+        while True:
+            yield bound * (0.5 + rand() / 2)
+            bound = min(bound * self.factor, self.cap)
+
+
+@dataclass
+class _Session:
+    """One connection and its consuming channel; replaced whole on reconnect (the confirmed reply channel
+    of the same connection is ``AmqpIntake._replies``, where the message callback finds it)."""
+
+    connection: pika.BlockingConnection
+    channel: object
+
+
 class AmqpIntake:
     """Consumes ``topology.queue`` and answers every voucher through ``service.submit_voucher_as``.
 
@@ -95,11 +147,13 @@ class AmqpIntake:
     :class:`Refusal` (:class:`adapters.intake_service.IntakeService`).
     ``agencies`` maps broker user names to agency codes. ``start()`` returns once consuming (or raises
     what prevented it); ``stop()`` stops consuming, lets the message in hand finish, and closes.
+    ``registry`` is where the gauges go (the one ``/metrics`` serves); one intake per registry.
     """
 
     def __init__(self, service, parameters: pika.connection.Parameters, *, agencies: Mapping[str, str],
                  topology: AmqpTopology = AmqpTopology(), prefetch: int = 8,
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+                 max_body: int = DEFAULT_MAX_BODY, registry: CollectorRegistry | None = None,
+                 backoff: Backoff = Backoff(), probe_interval: float = QUEUE_PROBE_SECONDS) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unbounded)")
         self.service = service
@@ -108,10 +162,20 @@ class AmqpIntake:
         self.topology = topology
         self.prefetch = prefetch
         self.max_body = max_body
+        self.backoff = backoff
+        self.probe_interval = probe_interval
+        self.metrics = AmqpMetrics(registry if registry is not None else CollectorRegistry(), topology.queue)
         self._stopping = threading.Event()
+        self._connected = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and consuming; False from the moment the consumer notices a drop until it
+        is consuming again (read from any thread)."""
+        return self._connected.is_set()
 
     # --- life cycle -----------------------------------------------------------------------------------
 
@@ -120,21 +184,25 @@ class AmqpIntake:
         if self._thread is not None:
             raise RuntimeError("this AmqpIntake was already started")
         self._stopping.clear()
-        connection, channel = self._connect()  # errors surface to the caller
-        self._thread = threading.Thread(target=self._run, args=(connection, channel),
+        session = self._connect()  # errors surface to the caller
+        log.info("AMQP intake consuming {queue}", event="amqp.connect", queue=self.topology.queue)
+        self._thread = threading.Thread(target=self._run, args=(session,),
                                         name=f"amqp-intake:{self.topology.queue}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop consuming, finish the message in hand (answer and ack it), close. Messages the broker had
-        sent ahead (prefetch) and not handed to us are returned to the queue, not lost."""
+        sent ahead (prefetch) and not handed to us are returned to the queue, not lost. With the broker
+        down the thread is waiting between reconnect attempts, and the same event ends that wait at once.
+        Raises TimeoutError if the thread is still busy after ``timeout`` s (it is a daemon thread: it
+        will not keep the process alive)."""
         self._stopping.set()
         with self._lock:
             connection = self._connection
         if connection is not None:
             try:
                 connection.add_callback_threadsafe(lambda: None)  # wakes the loop at once
-            except pika.exceptions.ConnectionWrongStateError:
+            except pika.exceptions.AMQPError:
                 pass  # closing or closed already: the loop is leaving anyway
         if self._thread is not None:
             self._thread.join(timeout)
@@ -142,7 +210,7 @@ class AmqpIntake:
                 raise TimeoutError(f"the AMQP intake did not stop within {timeout} s")
             self._thread = None
 
-    def _connect(self):
+    def _connect(self) -> _Session:
         connection = pika.BlockingConnection(self.parameters)
         try:
             channel = connection.channel()
@@ -150,49 +218,82 @@ class AmqpIntake:
             channel.basic_qos(prefetch_count=self.prefetch)
             replies = connection.channel()
             replies.confirm_delivery()
+            self._probe(channel)  # before consuming: what waited while we were away
+            self._replies = replies  # used only by this thread's callbacks
             channel.basic_consume(self.topology.queue, self._on_message, auto_ack=False)
         except BaseException:
-            connection.close()
+            self._close_quietly(connection)
             raise
         with self._lock:
             self._connection = connection
-        self._replies = replies  # used only by this thread's callbacks
-        return connection, channel
+        self._connected.set()
+        self.metrics.connected.set(1)
+        return _Session(connection, channel)
 
-    def _run(self, connection, channel) -> None:
-        delay = 0.5
-        while True:
+    def _run(self, session: _Session | None) -> None:
+        """The consumer thread: consume until stopped; on any failure close, reconnect, consume again."""
+        while session is not None:
             try:
-                while not self._stopping.is_set():
-                    connection.process_data_events(time_limit=1.0)
-                    delay = 0.5
-                # Cancelling nacks (requeues) deliveries received but not yet handed to the callback.
-                channel.stop_consuming()
-                self._close(connection)
-                return
+                self._consume(session)
+                return  # stop() was called
             except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warn("AMQP intake connection lost ({error}); reconnecting in {delay} s",
-                         error=repr(exc), delay=delay)
-                self._close(connection)
+                log.warn("AMQP intake lost its connection ({error}); reconnecting", event="amqp.disconnected",
+                         queue=self.topology.queue, error=repr(exc))
             except Exception:  # our bug: the message in hand stays unacknowledged and is redelivered
-                log.failure("AMQP intake consumer failed; reconnecting in {delay} s", delay=delay)
-                self._close(connection)
-            # Reconnect until it works or stop() is called.
-            while True:
-                if self._stopping.wait(delay):
-                    return
-                delay = min(delay * 2, 30.0)
-                try:
-                    connection, channel = self._connect()
-                    log.info("AMQP intake reconnected to queue {queue}", queue=self.topology.queue)
-                    break
-                except (pika.exceptions.AMQPError, OSError) as exc:
-                    log.warn("AMQP intake cannot reconnect ({error}); next try in {delay} s",
-                             error=repr(exc), delay=delay)
+                log.failure("AMQP intake consumer failed; reconnecting", event="amqp.disconnected",
+                            queue=self.topology.queue)
+            self._close(session)
+            session = self._reconnect()
 
-    def _close(self, connection) -> None:
+    def _consume(self, session: _Session) -> None:
+        """Handle deliveries until stop(); ask for the queue depth every ``probe_interval`` seconds."""
+        next_probe = time.monotonic() + self.probe_interval
+        while not self._stopping.is_set():
+            session.connection.process_data_events(time_limit=max(0.0, min(1.0, next_probe - time.monotonic())))
+            if time.monotonic() >= next_probe:
+                self._probe(session.channel)
+                next_probe = time.monotonic() + self.probe_interval
+        # Cancelling nacks (requeues) deliveries received but not yet handed to the callback.
+        session.channel.stop_consuming()
+        self._close(session)
+
+    def _reconnect(self) -> _Session | None:
+        """Connect again after each wait of ``backoff`` until it works (the new session) or stop() is
+        called (None). One structured line per attempt: its number, the wait before it, its outcome."""
+        for attempt, wait in enumerate(self.backoff.delays(), start=1):
+            if self._stopping.wait(wait):
+                return None
+            fields = {"event": "amqp.reconnect", "queue": self.topology.queue, "attempt": attempt,
+                      "waited_s": round(wait, 3)}
+            try:
+                session = self._connect()
+            except (pika.exceptions.AMQPError, OSError) as exc:  # pika raises many types for "cannot connect"
+                log.warn("AMQP intake reconnect attempt {attempt} failed ({error})", outcome="failed",
+                         error=repr(exc), **fields)
+                continue
+            except Exception:  # our bug; the thread must go on trying all the same
+                log.failure("AMQP intake reconnect attempt {attempt} failed", outcome="failed", **fields)
+                continue
+            log.info("AMQP intake reconnect attempt {attempt} connected; consuming {queue}", outcome="connected",
+                     **fields)
+            return session
+        return None  # unreachable: the delays never end
+
+    def _probe(self, channel) -> None:
+        """The queue's ready messages, by a passive declare on this thread's own channel."""
+        depth = channel.queue_declare(self.topology.queue, passive=True).method.message_count
+        self.metrics.set_depth(depth)
+
+    def _close(self, session: _Session) -> None:
+        self._connected.clear()
+        self.metrics.connected.set(0)
+        self.metrics.forget_depth()  # unknown until the next connect
         with self._lock:
             self._connection = None
+        self._close_quietly(session.connection)
+
+    @staticmethod
+    def _close_quietly(connection) -> None:
         try:
             if connection.is_open:
                 connection.close()
@@ -208,9 +309,11 @@ class AmqpIntake:
         started = time.monotonic()
         reply_to, correlation_id, user = properties.reply_to, properties.correlation_id, properties.user_id
         agency = self.agencies.get(user) if user else None
+        line = {"user": user, "agency": agency, "correlation_id": correlation_id, "redelivered": method.redelivered,
+                "started": started}
         if not reply_to:
             channel.basic_nack(tag, requeue=False)
-            self._log(user, agency, correlation_id, None, None, "dead-lettered-no-reply-to", started)
+            self._log(status=None, voucher_id=None, outcome="dead-lettered-no-reply-to", **line)
             return
         failed = False
         try:
@@ -220,13 +323,19 @@ class AmqpIntake:
                         "dead-lettered", user=user, cid=correlation_id)
             answer, outcome = internal_error(), "internal-error"
             failed = True
-        if not self._reply(reply_to, correlation_id, answer, user):
-            outcome += "+reply-lost"
+        try:
+            if not self._reply(reply_to, correlation_id, answer, user):
+                outcome += "+reply-lost"
+        except BaseException:
+            # The connection went away under the publish: no ack follows, the broker delivers the request
+            # again after the reconnect, and it is answered then (from the store, if it was stored now).
+            self._log(status=answer.status, voucher_id=answer.voucher_id, outcome=f"{outcome}+reply-failed", **line)
+            raise
         if failed:
             channel.basic_nack(tag, requeue=False)
         else:
             channel.basic_ack(tag)
-        self._log(user, agency, correlation_id, answer.status, answer.voucher_id, outcome, started)
+        self._log(status=answer.status, voucher_id=answer.voucher_id, outcome=outcome, **line)
 
     def _answer(self, user: str | None, agency: str | None, body: bytes) -> tuple[Answer, str]:
         try:
@@ -241,11 +350,12 @@ class AmqpIntake:
             return Answer.problem(refusal), refusal.code
 
     @staticmethod
-    def _log(user, agency, correlation_id, status, voucher_id, outcome, started) -> None:
-        """One structured line per message, like ``http.request`` for HTTPS (no bodies, no certificates)."""
+    def _log(*, user, agency, correlation_id, status, voucher_id, outcome, redelivered, started) -> None:
+        """One structured line per message, like ``http.request`` for HTTPS (no bodies, no certificates);
+        ``redelivered``: the broker had handed this message out before and got no ack (a reconnect, a stop)."""
         log.info("amqp {user} {status} {outcome} {latency_ms}ms", event="amqp.message", user=user, agency=agency,
                  correlation_id=correlation_id, status=status, voucher_id=voucher_id, outcome=outcome,
-                 latency_ms=round((time.monotonic() - started) * 1000, 3))
+                 redelivered=redelivered, latency_ms=round((time.monotonic() - started) * 1000, 3))
 
     def _reply(self, reply_to: str, correlation_id: str | None, answer: Answer, user: str | None) -> bool:
         """Publish the answer with a confirm; False if it was unroutable or nacked (logged, not retried: see

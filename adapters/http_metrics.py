@@ -1,4 +1,5 @@
-"""Prometheus metrics of the HTTP API (``prometheus_client``), kept in the API's own registry.
+"""Prometheus metrics of the gateway (``prometheus_client``), kept in the API's own registry, which both
+``/metrics`` routes serve: the HTTP API's, its worker threads', and the AMQP intake's.
 
 No label carries an agency, a voucher id or a raw path: routes are the routing table's templates
 (``/v1/vouchers/<string:voucher_id>``) and codes are the stable error codes, so the number of series is
@@ -6,6 +7,9 @@ bounded by the code, not by callers.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -16,8 +20,13 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """``thread_pool`` returns the pool the handlers' blocking work runs in (default: the reactor's, the
+    one ``deferToThread`` uses); it is read at each scrape, so the gauges are never stale."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, thread_pool: Callable[[], object] | None = None
+                 ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._thread_pool = thread_pool or _reactor_thread_pool
         self.accepted = Counter("vgw_vouchers_accepted", "Voucher revisions accepted and stored (answered 202)",
                                 registry=self.registry)
         self.refusals = Counter("vgw_refusals", "Requests refused, by stable error code", ["code"],
@@ -29,6 +38,13 @@ class HttpMetrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.in_flight = Gauge("vgw_http_requests_in_flight", "Requests received and not yet answered",
                                registry=self.registry)
+        # Where requests queue when the gateway is saturated: in flight = waiting + running + being written.
+        self.worker_backlog = Gauge("vgw_http_worker_backlog", "Blocking work (verification, the store) waiting "
+                                    "for a free worker thread", registry=self.registry)
+        self.worker_backlog.set_function(lambda: self._thread_pool().q.qsize())
+        self.workers_busy = Gauge("vgw_http_workers_busy", "Worker threads running blocking work now (not "
+                                  "counting the scrape reading this)", registry=self.registry)
+        self.workers_busy.set_function(self._busy_workers)
 
     def observe(self, *, route: str, method: str, status: int, code: str | None, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -40,3 +56,35 @@ class HttpMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def _busy_workers(self) -> int:
+        pool = self._thread_pool()
+        busy = len(pool.working)
+        # The plain-HTTP /metrics port renders in a worker thread itself; that one is not a request.
+        return busy - 1 if busy and threading.current_thread() in pool.threads else busy
+
+
+def _reactor_thread_pool():
+    from twisted.internet import reactor  # not at import: importing this module must not pick a reactor
+
+    return reactor.getThreadPool()
+
+
+class AmqpMetrics:
+    """The AMQP intake's gauges, labelled by queue: is its consumer connected and consuming, and how many
+    messages wait in its queue (ready, not yet delivered), as the consumer last asked the broker. While
+    disconnected the depth is unknown, so its series is removed rather than left at a stale number."""
+
+    def __init__(self, registry: CollectorRegistry, queue: str) -> None:
+        self.queue = queue
+        self.connected = Gauge("vgw_amqp_connected", "1 while the AMQP intake consumes from its queue, else 0",
+                               ["queue"], registry=registry).labels(queue)
+        self._depth = Gauge("vgw_amqp_queue_messages", "Messages ready in the AMQP intake queue, as the consumer "
+                            "last saw them (every few seconds; absent while disconnected)", ["queue"],
+                            registry=registry)
+
+    def set_depth(self, messages: int) -> None:
+        self._depth.labels(self.queue).set(messages)
+
+    def forget_depth(self) -> None:
+        self._depth.remove(self.queue)  # a no-op when absent

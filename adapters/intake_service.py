@@ -144,6 +144,20 @@ class IntakeService:
         return Answer.json(200, {"items": awaiting, "next_cursor": next_cursor})
 
     def readiness(self) -> Answer:
+        """200 when the store answers and, where this gateway also takes vouchers over AMQP, its consumer is
+        connected; otherwise 503 ``not-ready``, so that an orchestrator holds traffic and alerts instead of
+        agencies' messages piling up unanswered. ``amqp_intake`` (an :class:`~adapters.amqp_intake.AmqpIntake`)
+        is set by ``vgw serve`` when AMQP is configured; ``connected`` is a flag, safe from this worker thread.
+        A store that does not answer raises, which is answered 500."""
+        amqp = getattr(self, "amqp_intake", None)
+        if amqp is not None and not amqp.connected:
+            from gateway.problems import PROBLEM_MEDIA_TYPE, problem_type  # only this answer needs them
+
+            document = {"type": problem_type("not-ready"), "title": "The gateway is not ready", "status": 503,
+                        "detail": "the AMQP intake is not connected to its broker; it is reconnecting",
+                        "code": "not-ready", "errors": []}
+            return Answer(503, PROBLEM_MEDIA_TYPE, json.dumps(document).encode(), {"Retry-After": "5"},
+                          outcome="not-ready")
         self.store.revisions("readiness-probe")  # a round trip to the store
         return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())
 

@@ -68,7 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
         metrics = reactor.listenTCP(metrics_port, make_metrics_site(api), interface=metrics_host)
         ready += f" metrics=http://{metrics_host}:{metrics.getHost().port}/metrics"
     if s["amqp.url"]:
-        _start_amqp(reactor, service, s)
+        _start_amqp(reactor, service, s, api.metrics.registry)
     _watch_registry(s["trust.registry"], platform)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
     ready += f" store={s['store'].split('@')[-1]}"  # never print a password from a PostgreSQL URL
@@ -102,7 +102,7 @@ def _watch_registry(path: Path, platform) -> None:
     LoopingCall(check).start(REGISTRY_CHECK_SECONDS, now=False)
 
 
-def _start_amqp(reactor, service, s: dict) -> None:
+def _start_amqp(reactor, service, s: dict, registry) -> None:
     """Also take vouchers from RabbitMQ; stopped before the store closes, so in-flight messages finish."""
     import pika
 
@@ -112,11 +112,12 @@ def _start_amqp(reactor, service, s: dict) -> None:
     if not s["amqp.users"]:
         raise CliError("amqp.url is set but amqp.users maps no broker user to an agency")
     intake = AmqpIntake(service, pika.URLParameters(s["amqp.url"]), agencies=s["amqp.users"],
-                        max_body=s["limits.max_body"])
+                        max_body=s["limits.max_body"], registry=registry)
     try:
         intake.start()
     except Exception as exc:  # pika raises many types for "cannot connect"; all mean the same here
         raise CliError(f"cannot start the AMQP intake: {exc}") from None
+    service.amqp_intake = intake  # readiness answers 503 while it is disconnected
     reactor.addSystemEventTrigger("before", "shutdown", intake.stop)
 
 
