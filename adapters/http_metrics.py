@@ -36,14 +36,17 @@ class HttpMetrics:
         self.latency = Histogram("vgw_http_request_duration_seconds",
                                  "Time from the request's arrival to its last byte written, by route",
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        # multiprocess_mode: how `vgw serve --workers N` combines the workers' values (adapters/multiprocess_metrics).
         self.in_flight = Gauge("vgw_http_requests_in_flight", "Requests received and not yet answered",
-                               registry=self.registry)
+                               registry=self.registry, multiprocess_mode="livesum")
         # Where requests queue when the gateway is saturated: in flight = waiting + running + being written.
         self.worker_backlog = Gauge("vgw_http_worker_backlog", "Blocking work (verification, the store) waiting "
-                                    "for a free worker thread", registry=self.registry)
+                                    "for a free worker thread", registry=self.registry,
+                                    multiprocess_mode="livesum")
         self.worker_backlog.set_function(lambda: self._thread_pool().q.qsize())
         self.workers_busy = Gauge("vgw_http_workers_busy", "Worker threads running blocking work now (not "
-                                  "counting the scrape reading this)", registry=self.registry)
+                                  "counting the scrape reading this)", registry=self.registry,
+                                  multiprocess_mode="livesum")
         self.workers_busy.set_function(self._busy_workers)
 
     def observe(self, *, route: str, method: str, status: int, code: str | None, seconds: float) -> None:
@@ -78,10 +81,10 @@ class AmqpMetrics:
     def __init__(self, registry: CollectorRegistry, queue: str) -> None:
         self.queue = queue
         self.connected = Gauge("vgw_amqp_connected", "1 while the AMQP intake consumes from its queue, else 0",
-                               ["queue"], registry=registry).labels(queue)
+                               ["queue"], registry=registry, multiprocess_mode="livemin").labels(queue)
         self._depth = Gauge("vgw_amqp_queue_messages", "Messages ready in the AMQP intake queue, as the consumer "
                             "last saw them (every few seconds; absent while disconnected)", ["queue"],
-                            registry=registry)
+                            registry=registry, multiprocess_mode="livemostrecent")
 
     def set_depth(self, messages: int) -> None:
         self._depth.labels(self.queue).set(messages)

@@ -4,6 +4,10 @@ Settings come from ``--config FILE.toml``, ``VGW_*`` environment variables and o
 precedence (see :mod:`adapters.settings`); ``--pki DIR`` fills the TLS and trust files from a ``vgw pki init``
 folder. One line is printed when the gateway accepts connections. SIGTERM/SIGINT stop it gracefully: the
 listener closes, requests in flight in the thread pool finish, then the store is closed.
+
+With ``workers`` above 1 this process only supervises (:mod:`adapters.worker_pool`): it binds the listeners,
+and each worker process (:mod:`adapters.serve_worker`) runs :func:`run_gateway` on those same sockets,
+because checking vouchers is CPU work under one GIL per process.
 """
 
 from __future__ import annotations
@@ -15,8 +19,49 @@ from pathlib import Path
 
 from .settings import SETTINGS, SettingsError, load_settings
 
+MAX_WORKERS = 64
+
 
 def _serve(args: argparse.Namespace) -> int:
+    from .cli import CliError
+
+    overrides = {"pki": args.pki, "listen": args.listen, "store": args.store, "trust.ocsp": args.ocsp or None,
+                 "trust.revocation_max_age": args.revocation_max_age, "limits.max_body": args.max_body,
+                 "limits.threads": args.threads, "limits.rate": args.rate_limit, "limits.burst": args.rate_burst,
+                 "metrics.listen": args.metrics_listen, "amqp.url": args.amqp, "workers": args.workers}
+    try:
+        s = load_settings(Path(args.config) if args.config else None, os.environ, overrides)
+        if not 1 <= s["workers"] <= MAX_WORKERS:
+            raise SettingsError(f"workers: expected 1 to {MAX_WORKERS}, got {s['workers']}")
+    except SettingsError as exc:
+        raise CliError(f"cannot start: {exc}") from None
+    if s["workers"] == 1:
+        return run_gateway(s)
+    from .worker_pool import WorkerPool
+
+    return WorkerPool(s).run()
+
+
+def ready_line(s: dict, https_port: int, metrics_port: int | None) -> str:
+    """The one line saying the gateway accepts connections, and where (never a password from a URL)."""
+    from .api_settings import listen_address
+
+    line = f"vgw: ready on https://{listen_address(s['listen'])[0]}:{https_port}"
+    if metrics_port is not None:
+        line += f" metrics=http://{listen_address(s['metrics.listen'])[0]}:{metrics_port}/metrics"
+    line += f" store={s['store'].split('@')[-1]}"
+    if s["amqp.url"]:
+        line += f" amqp={s['amqp.url'].split('@')[-1]}"
+    return line
+
+
+def run_gateway(s: dict, seat=None) -> int:
+    """Build the gateway from loaded settings and run the reactor until SIGTERM/SIGINT.
+
+    ``seat`` is None for a single process, which listens itself and prints the ready line. A worker of
+    ``vgw serve --workers N`` passes its :class:`adapters.serve_worker.WorkerSeat`: the seat's shared metrics
+    replace the process's own, and the seat adopts the supervisor's listeners and reports readiness to it.
+    """
     # Imported here, not at the top: every `vgw` command builds the parser, and only this one needs Twisted.
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -33,12 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .store_factory import open_store
     from .tls import server_tls_options
 
-    overrides = {"pki": args.pki, "listen": args.listen, "store": args.store, "trust.ocsp": args.ocsp or None,
-                 "trust.revocation_max_age": args.revocation_max_age, "limits.max_body": args.max_body,
-                 "limits.threads": args.threads, "limits.rate": args.rate_limit, "limits.burst": args.rate_burst,
-                 "metrics.listen": args.metrics_listen, "amqp.url": args.amqp}
     try:
-        s = load_settings(Path(args.config) if args.config else None, os.environ, overrides)
         try:
             host, port = listen_address(s["listen"])
         except ValueError as exc:
@@ -57,24 +97,25 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot start: {exc}") from None
     service = IntakeService(platform=platform, banks=BankDirectory.shipped(), store=store,
                             gateway_key=gateway_key, gateway_cert=gateway_cert)
-    api = GatewayHttpApi(service, api_settings)
+    api = GatewayHttpApi(service, api_settings, metrics=seat.metrics if seat else None)
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])
-    listening = reactor.listenSSL(port, site, tls, interface=host)
-    ready = f"vgw: ready on https://{host}:{listening.getHost().port}"
-    if api_settings.metrics_listen:
-        metrics_host, metrics_port = api_settings.metrics_listen
-        metrics = reactor.listenTCP(metrics_port, make_metrics_site(api), interface=metrics_host)
-        ready += f" metrics=http://{metrics_host}:{metrics.getHost().port}/metrics"
+    if seat is None:
+        https_port = reactor.listenSSL(port, site, tls, interface=host).getHost().port
+        metrics_port = None
+        if api_settings.metrics_listen:
+            metrics_host, metrics_port = api_settings.metrics_listen
+            metrics_port = reactor.listenTCP(metrics_port, make_metrics_site(api),
+                                             interface=metrics_host).getHost().port
+        ready = ready_line(s, https_port, metrics_port)
+        reactor.callWhenRunning(lambda: print(ready, flush=True))
+    else:
+        seat.start(reactor, site, tls)
     if s["amqp.url"]:
         _start_amqp(reactor, service, s, api.metrics.registry)
     _watch_registry(s["trust.registry"], platform)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
-    ready += f" store={s['store'].split('@')[-1]}"  # never print a password from a PostgreSQL URL
-    if s["amqp.url"]:
-        ready += f" amqp={s['amqp.url'].split('@')[-1]}"
-    reactor.callWhenRunning(lambda: print(ready, flush=True))
     reactor.run()
     return 0
 
@@ -138,3 +179,5 @@ def register(registry) -> None:
     p.add_argument("--rate-burst", type=int, help="requests an agency may send at once (default 100)")
     p.add_argument("--metrics-listen", help="HOST:PORT for plain-HTTP /metrics, e.g. 127.0.0.1:9100")
     p.add_argument("--amqp", help="amqp://... to also take vouchers from RabbitMQ (needs amqp.users)")
+    p.add_argument("--workers", type=int, help="processes sharing the listener, each with its own threads and "
+                   "store connections (default 1; see docs/operations.md)")

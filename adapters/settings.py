@@ -59,6 +59,7 @@ class Setting:
 SETTINGS = (
     Setting("listen", str, "127.0.0.1:8443", "HOST:PORT of the HTTPS listener (port 0 picks a free one)"),
     Setting("store", str, "sqlite:///vgw.sqlite3", "sqlite:///PATH or postgresql://..."),
+    Setting("workers", int, 1, "processes sharing the listener (1: one process, no supervisor; see operations.md)"),
     Setting("pki", Path, None, "a `vgw pki init` folder: fills the TLS and trust files not set explicitly"),
     Setting("tls.cert", Path, None, "the gateway's certificate (PEM), also used to sign receipts"),
     Setting("tls.key", Path, None, "the gateway's private key (PEM)"),
