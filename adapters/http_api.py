@@ -33,7 +33,7 @@ from .api_settings import ApiSettings
 from .client_identity import agency_of_client
 from .http_metrics import METRICS_CONTENT_TYPE, HttpMetrics
 from .openapi import openapi_document
-from .query_params import parse_list_query
+from .query_params import parse_limit, parse_list_query
 from .rate_limit import AgencyRateLimiter
 from .tls import peer_certificate
 
@@ -170,9 +170,11 @@ class GatewayHttpApi:
     app = Klein()
 
     def __init__(self, service, settings: ApiSettings | None = None, *, metrics: HttpMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``settings`` None reads them from the ``VGW_*`` environment (``ApiSettings.from_environ``)."""
+                 clock: Callable[[], float] = time.monotonic, actions=None) -> None:
+        """``settings`` None reads them from the ``VGW_*`` environment (``ApiSettings.from_environ``);
+        ``actions`` is the :class:`~adapters.action_service.ActionService` (approval routes answer 404 without)."""
         self.service = service
+        self.actions = actions
         self.settings = settings if settings is not None else ApiSettings.from_environ()
         self.metrics = metrics if metrics is not None else HttpMetrics()
         self.clock = clock
@@ -229,6 +231,35 @@ class GatewayHttpApi:
                 Refusal("too-large", f"the body is larger than {request.max_body} bytes"), instance))
         body = request.content.read()
         return self._run(request, self.service.submit_voucher, body, cert)
+
+    @app.route("/v1/vouchers/<string:voucher_id>/actions", methods=["POST"])
+    def submit_action(self, request, voucher_id):
+        request.vgw_voucher_id = voucher_id
+        instance = request.uri.decode("ascii", "replace")
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        if self.actions is None:
+            return self._send(request, Answer.problem(Refusal("not-found", "approvals are not served here"), instance))
+        if getattr(request, "body_too_large", False):
+            return self._send(request, Answer.problem(
+                Refusal("too-large", f"the body is larger than {request.max_body} bytes"), instance))
+        body = request.content.read()
+        return self._run(request, self.actions.submit_action, voucher_id, body, cert)
+
+    @app.route("/v1/queues/<string:role>", methods=["GET"])
+    def work_queue(self, request, role):
+        instance = request.uri.decode("ascii", "replace")
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        if self.actions is None:
+            return self._send(request, Answer.problem(Refusal("not-found", "approvals are not served here"), instance))
+        try:
+            limit = parse_limit(request.args)
+        except Refusal as refusal:
+            return self._send(request, Answer.problem(refusal, instance))
+        return self._run(request, self.actions.queue, role, cert, limit)
 
     def _list(self, request, work, *, with_status: bool):
         """A paged list route: rate limit, parse the query string (400 when bad), then ``work(query, cert)``."""

@@ -17,12 +17,14 @@ from cryptography import x509
 from gateway.bank_directory import BankDirectory
 from gateway.certificate_platform import CertificatePlatform
 from gateway.certificates import Purpose
+from gateway.approvals import supersede_write
 from gateway.errors import Refusal
 from gateway.intake import Accept, Duplicate, PriorRevision, Submission, decide_intake
 from gateway.receipts import build_receipt, new_receipt_id, sign_receipt
 from gateway.roles import Role
 from gateway.signing import SignerKey
-from gateway.store import AlreadyStored, IntakeRecord, VoucherStore, received_intake, utc_text
+from gateway.store import AlreadyStored, AuditEntry, StatusChanged, IntakeRecord, VoucherStore, received_intake, utc_text
+from gateway.workflow import AWAITING, Status
 from gateway.voucher_check import check_signed_voucher
 
 from .client_identity import agency_of_client
@@ -89,8 +91,22 @@ class IntakeService:
                                       self.gateway_key, self.gateway_cert, now)
         record, event = received_intake(verified, body=body, agency=agency, at=now, receipt_id=receipt_id,
                                         receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of})
+        also = None
+        if decision.correction_of is not None:
+            rejected = self.store.get(voucher.voucher_id, decision.correction_of)
+            also = supersede_write(rejected, voucher.revision, now)
         try:
-            self.store.record_intake(record, event)
+            self.store.record_intake(record, event, also)
+        except StatusChanged:
+            # The rejected revision moved (cancelled, or superseded by a racing correction) between our read
+            # and our write; nothing was stored. Its history now decides, as for any new submission.
+            decision = decide_intake(submission, self._history(voucher.voucher_id))
+            if isinstance(decision, Duplicate):
+                return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
+                              outcome="duplicate")
+            raise (decision.refusal if not isinstance(decision, Accept)
+                   else Refusal("voucher-busy", f"{voucher.voucher_id} changed while this correction was stored; "
+                                "send it again")) from None
         except AlreadyStored:
             # Another request stored this revision between our read and our write: decide again on what
             # is stored now (the same bytes are a duplicate, other bytes a conflict).
@@ -113,11 +129,15 @@ class IntakeService:
         if not revisions or revisions[-1].agency != agency:
             raise Refusal("not-found", f"no voucher {voucher_id} of agency {agency}")
         latest = revisions[-1]
+        awaiting = AWAITING.get(Status(latest.status))
         return Answer.json(200, {
             "voucher_id": voucher_id, "agency": agency, "revision": latest.revision, "status": latest.status,
+            "current_stage": awaiting.value if awaiting else None,
+            "status_since": utc_text(latest.status_at), "chain_sha256": latest.chain_sha256,
             "control_total": latest.summary.get("control_total"), "line_count": latest.summary.get("line_count"),
             "revisions": [{"revision": r.revision, "status": r.status, "received_at": utc_text(r.received_at),
                            "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],
+            "history": [item for r in revisions for item in history_items(r.revision, self.store.history(r.subject))],
         })
 
     def list_vouchers(self, query: ListQuery, client_cert: x509.Certificate | None) -> Answer:
@@ -160,6 +180,22 @@ class IntakeService:
                           outcome="not-ready")
         self.store.revisions("readiness-probe")  # a round trip to the store
         return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())
+
+
+def history_items(revision: int, entries: list[AuditEntry]) -> list[dict]:
+    """A revision's history as agencies see it: each event's time, the actor's role and the result (the
+    status it led to), with the reason of a rejection. Read from the audit log itself, so the two agree;
+    certificate details stay in the audit log."""
+    items = []
+    for entry in entries:
+        detail = entry.event.detail
+        item = {"at": utc_text(entry.event.at), "revision": revision, "event": entry.event.action,
+                "role": detail.get("role"), "result": detail.get("status"), "audit_seq": entry.seq}
+        if "reason_code" in detail:
+            item["reason_code"] = detail["reason_code"]
+            item["reason"] = detail.get("reason")
+        items.append(item)
+    return items
 
 
 def _list_item(record: IntakeRecord) -> dict:

@@ -81,6 +81,35 @@ _DOCUMENT = {
                               **_problems(401, 403, 404, 429, 500)},
             },
         },
+        "/v1/vouchers/{voucher_id}/actions": {
+            "post": {
+                "operationId": "submitAction",
+                "summary": "Submit a signed approval or rejection (schemas/action.xsd) for one stage of a revision",
+                "description": "The signer must hold the stage's role for the voucher's agency at signing time "
+                               "(directly or as a deputy in window), must not have signed another stage of the "
+                               "revision, and the action must name the previous signed document of the chain.",
+                "parameters": [{"name": "voucher_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "202": {"description": "decided and stored: the gateway-signed receipt (with the status after)",
+                            "content": {"application/xml": {"schema": {"type": "string"}}}},
+                    "200": {"description": "the same action again: the original receipt",
+                            "content": {"application/xml": {"schema": {"type": "string"}}}},
+                    **_problems(401, 403, 404, 409, 413, 422, 429, 500, 503),
+                },
+            },
+        },
+        "/v1/queues/{role}": {
+            "get": {
+                "operationId": "workQueue",
+                "summary": "What awaits a role in the caller's agency (the treasury: every agency), oldest first",
+                "parameters": [{"name": "role", "in": "path", "required": True, "schema": {
+                    "type": "string", "enum": ["preparer", "reviewer", "accountant", "head", "releaser", "treasury"]}},
+                    _query("limit", "items", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                              "default": DEFAULT_LIMIT})],
+                "responses": {"200": _json("Queue", "the queue"), **_problems(400, 401, 403, 404, 429, 500)},
+            },
+        },
         "/v1/rejections": {
             "get": {
                 "operationId": "listRejections",
@@ -125,9 +154,24 @@ _DOCUMENT = {
             "VoucherPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
                 "items": {"type": "array", "items": {"$ref": "#/components/schemas/VoucherItem"}},
                 "next_cursor": {"type": ["string", "null"]}}},
+            "Queue": {"type": "object", "required": ["role", "status", "items"], "properties": {
+                "role": {"type": "string"}, "status": {"type": "string"},
+                "items": {"type": "array", "items": {"type": "object", "properties": {
+                    "voucher_id": {"type": "string"}, "revision": {"type": "integer"}, "agency": {"type": "string"},
+                    "status": {"type": "string"}, "waiting_since": {"type": "string", "format": "date-time"},
+                    "received_at": {"type": "string", "format": "date-time"},
+                    "urgency": {"type": ["string", "null"]}, "control_total": {"type": ["integer", "null"]},
+                    "chain_sha256": {"type": "string", "description": "what the next action names as PreviousSha256"}}}}}},
             "VoucherStatus": {"type": "object", "properties": {
                 "voucher_id": {"type": "string"}, "agency": {"type": "string"}, "revision": {"type": "integer"},
-                "status": {"type": "string"}, "control_total": {"type": ["integer", "null"]},
+                "status": {"type": "string"}, "current_stage": {"type": ["string", "null"]},
+                "status_since": {"type": "string", "format": "date-time"}, "chain_sha256": {"type": "string"},
+                "history": {"type": "array", "items": {"type": "object", "properties": {
+                    "at": {"type": "string", "format": "date-time"}, "revision": {"type": "integer"},
+                    "event": {"type": "string"}, "role": {"type": ["string", "null"]},
+                    "result": {"type": ["string", "null"]}, "reason_code": {"type": "string"},
+                    "reason": {"type": "string"}, "audit_seq": {"type": "integer"}}}},
+                "control_total": {"type": ["integer", "null"]},
                 "line_count": {"type": ["integer", "null"]},
                 "revisions": {"type": "array", "items": {"type": "object", "properties": {
                     "revision": {"type": "integer"}, "status": {"type": "string"},

@@ -66,8 +66,17 @@ def parse_list_query(args: dict[bytes, list[bytes]], *, with_status: bool = True
     cursor = params.get("cursor")
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise Refusal("cursor-invalid", "the paging cursor is not one this gateway issued")
+    return ListQuery(status, received_from, received_to, cursor, _limit(params))
+
+
+def _limit(params: dict[str, str]) -> int:
     limit_text = params.get("limit", str(DEFAULT_LIMIT))
     if not (limit_text.isdigit() and len(limit_text) <= 4):
         raise Refusal("limit-invalid", f"'limit' must be a whole number from 1 to {MAX_PAGE}, not {limit_text!r}")
     check_limit(int(limit_text))  # the store's own range, so the two cannot disagree
-    return ListQuery(status, received_from, received_to, cursor, int(limit_text))
+    return int(limit_text)
+
+
+def parse_limit(args: dict[bytes, list[bytes]]) -> int:
+    """A query string that may hold only ``limit`` (work queues)."""
+    return _limit(_single(args, {"limit"}))

@@ -2,8 +2,9 @@
 
 For reads the backends differ only in the DB-API placeholder (``?`` for sqlite3, ``%s`` for psycopg) and in
 how a time is kept (SQLite: fixed-width UTC text; PostgreSQL: TIMESTAMPTZ), so subclasses give those and
-how to connect, and inherit the rest. Migrations and writes stay in each store: their locking is where the
-backends really differ.
+how to connect, and inherit the rest. Writes are shared too, written once against ``_chain_tx``: the one
+thing each backend gives is how a write transaction serialises the audit chain (SQLite: ``BEGIN
+IMMEDIATE``; PostgreSQL: the locked ``audit_head`` row), which is where the backends really differ.
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ import abc
 import datetime
 import json
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from gateway.store import (
+    ActionAlreadyStored,
+    ActionRecord,
+    AlreadyStored,
     AuditEntry,
     AuditEvent,
     IntakeRecord,
+    StatusChanged,
     StoreError,
     UnreadableAuditEntry,
+    WorkflowWrite,
+    canonical_json,
+    check_intake_pair,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -26,7 +36,17 @@ from gateway.store import (
 )
 
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
-                  "receipt_id, receipt_xml, summary")
+                  "receipt_id, receipt_xml, summary, chain_sha256, status_at")
+ACTION_COLUMNS = ("voucher_id, revision, stage, agency, decision, action_sha256, action_bytes, signed_at, "
+                  "received_at, person, key_sha256, certificate, grant_kind, receipt_id, receipt_xml, status_after, "
+                  "reason_code, reason_text")
+
+Append = Callable[[AuditEvent], AuditEntry]
+"""Appends one event to the audit chain inside the current write transaction."""
+
+
+def _marks(columns: str) -> str:
+    return ", ".join("?" for _ in columns.split(","))
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
@@ -67,6 +87,14 @@ class SqlStore(abc.ABC):
     def _migrate(self) -> None:
         """Bring the schema to the version this code knows, or refuse a newer one."""
 
+    @abc.abstractmethod
+    def _chain_tx(self) -> AbstractContextManager[tuple[object, Append]]:
+        """One write transaction holding the audit chain's lock: yields the connection and an appender;
+        commits when the block ends, rolls back if it raises. Driver errors propagate unconverted."""
+
+    unique_violation: type[Exception] = Exception
+    """The driver's error for a unique-key violation (the backstop behind every "already stored" check)."""
+
     def _conn(self):
         if self._closed:
             raise StoreError("the store is closed")
@@ -104,7 +132,91 @@ class SqlStore(abc.ABC):
 
     def _record(self, row) -> IntakeRecord:
         return IntakeRecord(row[0], row[1], row[2], row[3], bytes(row[4]), self._time_value(row[5]), row[6],
-                            row[7], bytes(row[8]), json.loads(row[9]))
+                            row[7], bytes(row[8]), json.loads(row[9]), row[10], self._time_value(row[11]))
+
+    def _action(self, row) -> ActionRecord:
+        return ActionRecord(row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]), self._time_value(row[7]),
+                            self._time_value(row[8]), row[9], row[10], row[11], row[12], row[13], bytes(row[14]),
+                            row[15], row[16], row[17])
+
+    # --- writes --------------------------------------------------------------------------------------------
+
+    def record_intake(self, record: IntakeRecord, event: AuditEvent,
+                      also: WorkflowWrite | None = None) -> IntakeRecord:
+        check_intake_pair(record, event)
+        try:
+            with self._chain_tx() as (conn, append):
+                existing = conn.execute(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = ? "
+                                                  "AND revision = ?"), (record.voucher_id, record.revision)).fetchone()
+                if existing is not None:
+                    raise AlreadyStored(self._record(existing))
+                entry = append(event)
+                conn.execute(self._sql(f"INSERT INTO intake ({INTAKE_COLUMNS}, audit_seq) "
+                                       f"VALUES ({_marks(INTAKE_COLUMNS)}, ?)"),
+                             (record.voucher_id, record.revision, record.agency, record.received_sha256,
+                              record.received_bytes, self._time_param(record.received_at), record.status,
+                              record.receipt_id, record.receipt_xml, canonical_json(record.summary),
+                              record.chain_sha256, self._time_param(record.status_at), entry.seq))
+                if also is not None:
+                    self._write_workflow(conn, append, also)
+        except self.unique_violation as exc:
+            existing = self.get(record.voucher_id, record.revision)
+            if existing is not None:
+                raise AlreadyStored(existing) from None
+            raise StoreError(f"{self.dialect} refused the intake: {exc}") from exc
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} write failed: {exc}") from exc
+        return record
+
+    def apply_workflow(self, write: WorkflowWrite) -> None:
+        try:
+            with self._chain_tx() as (conn, append):
+                self._write_workflow(conn, append, write)
+        except self.unique_violation as exc:
+            action = write.action
+            existing = self.actions_at(action.voucher_id, action.revision, action.stage) if action else None
+            if existing is not None:
+                raise ActionAlreadyStored(existing) from None
+            raise StoreError(f"{self.dialect} refused the workflow write: {exc}") from exc
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} write failed: {exc}") from exc
+
+    def append_audit(self, event: AuditEvent) -> AuditEntry:
+        try:
+            with self._chain_tx() as (_conn, append):
+                return append(event)
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} write failed: {exc}") from exc
+
+    def _write_workflow(self, conn, append: Append, write: WorkflowWrite) -> None:
+        """Inside a chain transaction: the action first (its stage may be taken), then each status change as
+        a compare-and-set, then the events; any refusal rolls the whole transaction back."""
+        action = write.action
+        if action is not None:
+            row = conn.execute(self._sql(f"SELECT {ACTION_COLUMNS} FROM actions WHERE voucher_id = ? AND "
+                                         "revision = ? AND stage = ?"),
+                               (action.voucher_id, action.revision, action.stage)).fetchone()
+            if row is not None:
+                raise ActionAlreadyStored(self._action(row))
+        for change in write.changes:
+            updated = conn.execute(self._sql(
+                "UPDATE intake SET status = ?, chain_sha256 = ?, status_at = ? "
+                "WHERE voucher_id = ? AND revision = ? AND status = ? AND chain_sha256 = ?"),
+                (change.new_status, change.new_chain, self._time_param(change.at), change.voucher_id,
+                 change.revision, change.expected_status, change.expected_chain)).rowcount
+            if updated != 1:
+                raise StatusChanged(f"{change.voucher_id}#{change.revision} is no longer {change.expected_status} "
+                                    "with the chain it was read with")
+        entries = [append(event) for event in write.events]
+        if action is not None:
+            seq = next(e.seq for e in entries if e.event.document_sha256 == action.action_sha256)
+            conn.execute(self._sql(f"INSERT INTO actions ({ACTION_COLUMNS}, audit_seq) "
+                                   f"VALUES ({_marks(ACTION_COLUMNS)}, ?)"),
+                         (action.voucher_id, action.revision, action.stage, action.agency, action.decision,
+                          action.action_sha256, action.action_bytes, self._time_param(action.signed_at),
+                          self._time_param(action.received_at), action.person, action.key_sha256,
+                          action.certificate, action.grant_kind, action.receipt_id, action.receipt_xml,
+                          action.status_after, action.reason_code, action.reason_text, seq))
 
     def _entry(self, row) -> AuditEntry:
         try:
@@ -150,6 +262,31 @@ class SqlStore(abc.ABC):
                                     "ORDER BY received_at, voucher_id, revision LIMIT ?"), (*params, limit + 1))
         records = [self._record(row) for row in rows[:limit]]
         return records, (encode_cursor(records[-1]) if len(rows) > limit else None)
+
+    def actions(self, voucher_id: str, revision: int) -> list[ActionRecord]:
+        rows = self._read(self._sql(f"SELECT {ACTION_COLUMNS} FROM actions WHERE voucher_id = ? AND revision = ? "
+                                    "ORDER BY audit_seq"), (voucher_id, revision))
+        return [self._action(row) for row in rows]
+
+    def actions_at(self, voucher_id: str, revision: int, stage: str) -> ActionRecord | None:
+        rows = self._read(self._sql(f"SELECT {ACTION_COLUMNS} FROM actions WHERE voucher_id = ? AND revision = ? "
+                                    "AND stage = ?"), (voucher_id, revision, stage))
+        return self._action(rows[0]) if rows else None
+
+    def queue(self, status: str, *, agency: str | None = None, limit: int = 100) -> list[IntakeRecord]:
+        check_limit(limit)
+        where, params = ["status = ?"], [status]
+        if agency is not None:
+            where.append("agency = ?")
+            params.append(agency)
+        rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE {' AND '.join(where)} "
+                                    "ORDER BY status_at, voucher_id, revision LIMIT ?"), (*params, limit))
+        return [self._record(row) for row in rows]
+
+    def history(self, subject: str) -> list[AuditEntry]:
+        rows = self._read(self._sql(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE subject = ? ORDER BY seq"),
+                          (subject,))
+        return [self._entry(row) for row in rows]
 
     def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         check_limit(limit)

@@ -16,23 +16,17 @@ Concurrency choices:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import errors as pg_errors
 
 from gateway.audit import next_entry
-from gateway.store import (
-    AlreadyStored,
-    AuditEntry,
-    AuditEvent,
-    IntakeRecord,
-    StoreError,
-    canonical_json,
-    check_intake_pair,
-)
+from gateway.store import AuditEntry, AuditEvent, StoreError, canonical_json
 
 from . import migrations
-from .sql_store import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStore
+from .sql_store import AUDIT_COLUMNS, SqlStore
 
 _MIGRATION_LOCK = 0x76677731  # pg_advisory_xact_lock key: one migrator at a time per database ("vgw1")
 
@@ -43,6 +37,7 @@ class PostgresStore(SqlStore):
 
     dialect = "postgresql"
     driver_error = psycopg.Error
+    unique_violation = pg_errors.UniqueViolation
     placeholder = "%s"
     cursor_tuple = "(%s::timestamptz, %s::text, %s::integer)"
 
@@ -78,40 +73,19 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot migrate the PostgreSQL store: {exc}") from exc
 
-    # --- the port ----------------------------------------------------------------------------------------
-
-    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
-        check_intake_pair(record, event)
+    @contextmanager
+    def _chain_tx(self) -> Iterator[tuple[psycopg.Connection, Callable[[AuditEvent], AuditEntry]]]:
         conn = self._conn()
-        try:
-            with conn.transaction():
-                head = self._lock_head(conn)
-                existing = self._select_one(conn, record.voucher_id, record.revision)
-                if existing is not None:
-                    raise AlreadyStored(existing)
+        with conn.transaction():
+            head = self._lock_head(conn)
+
+            def append(event: AuditEvent) -> AuditEntry:
+                nonlocal head
                 entry = self._append(conn, head, event)
-                conn.execute(
-                    f"INSERT INTO intake ({INTAKE_COLUMNS}, audit_seq) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (record.voucher_id, record.revision, record.agency, record.received_sha256,
-                     record.received_bytes, record.received_at, record.status, record.receipt_id,
-                     record.receipt_xml, canonical_json(record.summary), entry.seq))
-        except pg_errors.UniqueViolation as exc:
-            existing = self.get(record.voucher_id, record.revision)
-            if existing is not None:
-                raise AlreadyStored(existing) from None
-            raise StoreError(f"PostgreSQL refused the intake: {exc}") from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL write failed: {exc}") from exc
-        return record
+                head = (entry.seq, entry.hash)
+                return entry
 
-    def append_audit(self, event: AuditEvent) -> AuditEntry:
-        conn = self._conn()
-        try:
-            with conn.transaction():
-                return self._append(conn, self._lock_head(conn), event)
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+            yield conn, append
 
     # --- inside a write transaction --------------------------------------------------------------------
 
@@ -120,11 +94,6 @@ class PostgresStore(SqlStore):
         """Lock the chain head until this transaction ends; every appender in every process queues here."""
         seq, head_hash = conn.execute("SELECT seq, hash FROM audit_head WHERE one FOR UPDATE").fetchone()
         return seq, head_hash
-
-    def _select_one(self, conn: psycopg.Connection, voucher_id: str, revision: int) -> IntakeRecord | None:
-        row = conn.execute(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = %s AND revision = %s",
-                           (voucher_id, revision)).fetchone()
-        return None if row is None else self._record(row)
 
     @staticmethod
     def _append(conn: psycopg.Connection, head: tuple[int, str], event: AuditEvent) -> AuditEntry:

@@ -16,26 +16,23 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.audit import next_entry
 from gateway.store import (
     GENESIS_HASH,
-    AlreadyStored,
     AuditEntry,
     AuditEvent,
-    IntakeRecord,
     StoreError,
     canonical_json,
-    check_intake_pair,
     parse_utc_text,
     utc_text,
 )
 
 from . import migrations
-from .sql_store import AUDIT_COLUMNS, INTAKE_COLUMNS, SqlStore
+from .sql_store import AUDIT_COLUMNS, SqlStore
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -45,6 +42,7 @@ class SqliteStore(SqlStore):
 
     dialect = "sqlite"
     driver_error = sqlite3.Error
+    unique_violation = sqlite3.IntegrityError
 
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
@@ -74,52 +72,35 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding the database's write lock from its first statement."""
+        """One write transaction holding the database's write lock from its first statement. Driver errors
+        propagate as they are (the shared writers convert them); the transaction is rolled back first."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot begin a write: {exc}") from exc
+        conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
             conn.execute("COMMIT")
-        except BaseException as exc:
+        except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"SQLite write failed: {exc}") from exc
             raise
 
+    @contextmanager
+    def _chain_tx(self) -> Iterator[tuple[sqlite3.Connection, Callable[[AuditEvent], AuditEntry]]]:
+        with self._write() as conn:
+            yield conn, lambda event: self._append(conn, event)
+
     def _migrate(self) -> None:
-        with self._write() as conn:
-            conn.execute(migrations.SCHEMA_VERSION_DDL["sqlite"])
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-            for step in migrations.pending(current):
-                for statement in step.statements("sqlite"):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
-                             (step.version, step.description))
-
-    # --- the port ----------------------------------------------------------------------------------------
-
-    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
-        check_intake_pair(record, event)
-        with self._write() as conn:
-            existing = conn.execute(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = ? AND revision = ?",
-                                    (record.voucher_id, record.revision)).fetchone()
-            if existing is not None:
-                raise AlreadyStored(self._record(existing))
-            entry = self._append(conn, event)
-            conn.execute(
-                f"INSERT INTO intake ({INTAKE_COLUMNS}, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.voucher_id, record.revision, record.agency, record.received_sha256, record.received_bytes,
-                 utc_text(record.received_at), record.status, record.receipt_id, record.receipt_xml,
-                 canonical_json(record.summary), entry.seq))
-        return record
-
-    def append_audit(self, event: AuditEvent) -> AuditEntry:
-        with self._write() as conn:
-            return self._append(conn, event)
+        try:
+            with self._write() as conn:
+                conn.execute(migrations.SCHEMA_VERSION_DDL["sqlite"])
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+                for step in migrations.pending(current):
+                    for statement in step.statements("sqlite"):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                                 (step.version, step.description))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot migrate the SQLite store {self._path}: {exc}") from exc
 
     # --- inside a write transaction --------------------------------------------------------------------
 

@@ -62,6 +62,13 @@ _HTTP_STATUS = {
     "query-invalid": 400,
     "cursor-invalid": 400,
     "limit-invalid": 400,
+    # The approval workflow: the document may be fine, but the voucher's state does not admit it now.
+    "action-voucher-mismatch": 409,
+    "action-out-of-order": 409,
+    "action-chain-broken": 409,
+    "voucher-not-pending": 409,
+    "separation-of-duties": 403,
+    "voucher-busy": 503,  # lost a race with another decision on the same voucher MAX_ATTEMPTS times: retry
 }
 
 

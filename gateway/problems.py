@@ -67,6 +67,14 @@ TITLES: dict[str, str] = {
     "query-invalid": "The query parameters are not valid",
     "method-not-allowed": "The method is not allowed on this resource",
     "bad-request": "The request is not understood",
+    "action-reason-missing": "A rejection does not say why",
+    "action-reason-forbidden": "An approval carries a rejection reason",
+    "action-voucher-mismatch": "The action is about other voucher bytes",
+    "action-out-of-order": "The voucher does not await this decision now",
+    "action-chain-broken": "The action does not name the previous signed document",
+    "voucher-not-pending": "The voucher's workflow has ended",
+    "separation-of-duties": "The signer already signed another stage of this voucher",
+    "voucher-busy": "The voucher changed while the request was decided",
 }
 _FALLBACK_TITLE = "The request was refused"
 

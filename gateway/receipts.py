@@ -31,6 +31,8 @@ from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted, tree_path
 NS = "urn:taipei:treasury:receipt:1"
 RECEIPT_SCHEMA = "receipt.xsd"
 SCHEMA_VERSION = "1.0"
+ACTION_SCHEMA_VERSION = "1.1"
+"""Receipts for actions carry the Action element added in 1.1; voucher receipts stay 1.0 byte for byte."""
 STATUS_RECEIVED = "received"
 """The only status a receipt carries (see schemas/receipt.xsd StatusType for why)."""
 
@@ -39,6 +41,21 @@ _RECEIPT_ID = re.compile(r"R-[0-9a-f]{32}\Z")
 _VOUCHER_ID = re.compile(r"([0-9]{9}[A-Z0-9])-([0-9]{3})-([0-9A-Z]{1,12})\Z")
 # Domain separation: this hash names receipts and nothing else, in this version of the id scheme.
 _RECEIPT_ID_DOMAIN = b"vgw receipt id 1\x00"
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What a receipt for an approval action adds: the stage and decision, and the status that followed."""
+
+    stage: Role
+    decision: str
+    voucher_status: str
+
+    def __post_init__(self) -> None:
+        if self.decision not in ("approve", "reject"):
+            raise ValueError(f"unknown decision {self.decision!r}")
+        if not re.fullmatch(r"[a-z][a-z-]{0,39}", self.voucher_status):
+            raise ValueError(f"not a workflow status: {self.voucher_status!r}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class Receipt:
     signer_role: Role
     corrects: VoucherRef | None = None
     status: str = STATUS_RECEIVED
+    action: ActionOutcome | None = None
 
     def __post_init__(self) -> None:
         # Checked here, like h11's events, so a malformed receipt fails where it is made, not when signed.
@@ -133,7 +151,7 @@ def _format_time(value: datetime.datetime) -> str:
 def receipt_element(receipt: Receipt) -> etree._Element:
     """The unsigned receipt as an element (schema-valid), ready for :func:`gateway.signing.sign_document`."""
     root = etree.Element(_Q + "Receipt", nsmap={None: NS})
-    root.set("schemaVersion", SCHEMA_VERSION)
+    root.set("schemaVersion", SCHEMA_VERSION if receipt.action is None else ACTION_SCHEMA_VERSION)
     _sub(root, "ReceiptId", receipt.receipt_id)
     _sub(root, "VoucherId", receipt.voucher_id)
     _sub(root, "Revision", str(receipt.revision))
@@ -148,6 +166,11 @@ def receipt_element(receipt: Receipt) -> etree._Element:
         corrects = _sub(root, "Corrects")
         _sub(corrects, "VoucherId", receipt.corrects.voucher_id)
         _sub(corrects, "Revision", str(receipt.corrects.revision))
+    if receipt.action is not None:
+        outcome = _sub(root, "Action")
+        _sub(outcome, "Stage", receipt.action.stage.value)
+        _sub(outcome, "Decision", receipt.action.decision)
+        _sub(outcome, "VoucherStatus", receipt.action.voucher_status)
     return root
 
 
@@ -210,7 +233,11 @@ def read_receipt(root: etree._Element) -> Receipt:
     if "Corrects" in fields:
         ref = {c.tag[len(_Q):]: c.text or "" for c in fields["Corrects"] if isinstance(c.tag, str)}
         corrects = _voucher_ref(ref["VoucherId"], int(ref["Revision"]))
+    action = None
     try:
+        if "Action" in fields:
+            parts = {c.tag[len(_Q):]: c.text or "" for c in fields["Action"] if isinstance(c.tag, str)}
+            action = ActionOutcome(Role(parts["Stage"]), parts["Decision"], parts["VoucherStatus"])
         return Receipt(
             receipt_id=text("ReceiptId"),
             voucher_id=text("VoucherId"),
@@ -223,6 +250,7 @@ def read_receipt(root: etree._Element) -> Receipt:
             signer_role=Role(text("SignerRole")),
             corrects=corrects,
             status=text("Status"),
+            action=action,
         )
     except ValueError as exc:
         # Schema-valid but inconsistent (a voucher id of another agency): refuse rather than crash.

@@ -5,6 +5,10 @@ agency for a window of time. Deputies (代理人) and authorised persons (授權
 their own windows, naming whom they stand in for. A signature counts only if some grant covers the
 signer, the voucher's agency, the role and the signing time; anything else is refused.
 
+Separation of duties (one person signs at most one stage of a voucher) has explicit, reviewable
+exceptions: an ``[[exception]]`` entry lets one named person sign a given set of stages of one agency's
+vouchers within a window (a tiny school whose head also releases). Nothing else relaxes the rule.
+
 The registry is TOML so operators can read and review changes to it; :meth:`RoleRegistry.from_toml`
 parses text (the adapter reads and reloads the file).
 """
@@ -51,6 +55,23 @@ class Grant:
         return self.valid_from <= at < self.valid_to
 
 
+@dataclass(frozen=True)
+class DutyException:
+    """A policy exception to separation of duties: ``person`` may sign all of ``roles`` on one voucher of
+    ``agency`` while the window lasts. ``reason`` is mandatory so the exception explains itself in review."""
+
+    agency: str
+    person: str
+    roles: frozenset[Role]
+    reason: str
+    valid_from: datetime.datetime
+    valid_to: datetime.datetime
+
+    def permits(self, agency: str, person: str, first: Role, second: Role, at: datetime.datetime) -> bool:
+        return (self.agency == agency and self.person == person and first in self.roles and second in self.roles
+                and self.valid_from <= at < self.valid_to)
+
+
 class RegistryError(ValueError):
     """The registry file itself is wrong; raised at load time so a bad edit never half-applies."""
 
@@ -95,9 +116,30 @@ def _grant(raw: dict, index: int) -> Grant:
     return grant
 
 
+def _exception(raw: dict, index: int) -> DutyException:
+    where = f"exception #{index + 1}"
+    try:
+        roles = frozenset(Role(value) for value in raw["roles"])
+        exception = DutyException(agency=str(raw["agency"]), person=str(raw["person"]), roles=roles,
+                                  reason=str(raw["reason"]).strip(), valid_from=_aware(raw["valid_from"], where),
+                                  valid_to=_aware(raw["valid_to"], where))
+    except KeyError as exc:
+        raise RegistryError(f"{where}: missing {exc.args[0]}") from None
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+    if len(exception.roles) < 2:
+        raise RegistryError(f"{where}: an exception names at least two roles one person may combine")
+    if not exception.reason:
+        raise RegistryError(f"{where}: say why (reason)")
+    if exception.valid_to <= exception.valid_from:
+        raise RegistryError(f"{where}: valid_to must be after valid_from")
+    return exception
+
+
 class RoleRegistry:
-    def __init__(self, grants: list[Grant]) -> None:
+    def __init__(self, grants: list[Grant], exceptions: list[DutyException] = ()) -> None:
         self.grants = tuple(grants)
+        self.exceptions = tuple(exceptions)
         self.agencies = frozenset(grant.agency for grant in self.grants)
         """Every agency some grant names: the agencies the gateway serves."""
         self._by_key: dict[str, list[Grant]] = {}
@@ -112,7 +154,12 @@ class RoleRegistry:
             raise RegistryError(f"the registry is not valid TOML: {exc}") from None
         if data.get("version") != 1:
             raise RegistryError("the registry must say version = 1")
-        return cls([_grant(raw, i) for i, raw in enumerate(data.get("grant", []))])
+        return cls([_grant(raw, i) for i, raw in enumerate(data.get("grant", []))],
+                   [_exception(raw, i) for i, raw in enumerate(data.get("exception", []))])
+
+    def permits_combined(self, agency: str, person: str, first: Role, second: Role, at: datetime.datetime) -> bool:
+        """Whether an explicit exception lets ``person`` sign both ``first`` and ``second`` for ``agency``."""
+        return any(e.permits(agency, person, first, second, at) for e in self.exceptions)
 
     def grants_for(self, identity: CertificateIdentity) -> list[Grant]:
         candidates = self._by_key.get(identity.key_sha256, []) + self._by_key.get(identity.serial_hex.lstrip("0"), [])

@@ -89,8 +89,19 @@ class IntakeRecord:
     receipt_id: str
     receipt_xml: bytes = field(repr=False)
     summary: dict = field(default_factory=dict)
+    chain_sha256: str | None = None
+    """The last signed document of this revision's approval chain (the voucher itself until the first
+    action): what the next action must name. None on construction means the received bytes."""
+    status_at: datetime.datetime | None = None
+    """When the revision entered its current status: queues list oldest first by it. None means received_at."""
 
     def __post_init__(self) -> None:
+        if self.chain_sha256 is None:
+            object.__setattr__(self, "chain_sha256", self.received_sha256)
+        if self.status_at is None:
+            object.__setattr__(self, "status_at", self.received_at)
+        _check_hex64(self.chain_sha256, "chain_sha256")
+        object.__setattr__(self, "status_at", utc(self.status_at, "status_at"))
         if not self.voucher_id or not self.agency or not self.status or not self.receipt_id:
             raise ValueError("voucher_id, agency, status and receipt_id must not be empty")
         if not isinstance(self.revision, int) or isinstance(self.revision, bool) or self.revision < 0:
@@ -164,6 +175,95 @@ class AlreadyStored(GatewayError):
         self.existing = existing
 
 
+@dataclass(frozen=True)
+class ActionRecord:
+    """One signed action as received and decided: the exact bytes, who signed, and the receipt answered."""
+
+    voucher_id: str
+    revision: int
+    stage: str
+    agency: str
+    decision: str
+    action_sha256: str
+    action_bytes: bytes = field(repr=False)
+    signed_at: datetime.datetime
+    received_at: datetime.datetime
+    person: str
+    key_sha256: str
+    certificate: str
+    grant_kind: str
+    receipt_id: str
+    receipt_xml: bytes = field(repr=False)
+    status_after: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("voucher_id", "stage", "agency", "decision", "person", "certificate", "grant_kind",
+                     "receipt_id", "status_after"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+        _check_hex64(self.action_sha256, "action_sha256")
+        _check_hex64(self.key_sha256, "key_sha256")
+        if hashlib.sha256(self.action_bytes).hexdigest() != self.action_sha256:
+            raise ValueError("action_sha256 does not match the action bytes")
+        object.__setattr__(self, "signed_at", utc(self.signed_at, "signed_at"))
+        object.__setattr__(self, "received_at", utc(self.received_at, "received_at"))
+
+    @property
+    def subject(self) -> str:
+        return f"{self.voucher_id}#{self.revision}"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """Move one revision from ``expected_status`` (with chain head ``expected_chain``) to ``new_status``.
+    The store applies it only if both still hold, so two processes deciding on the same state cannot both
+    win: the loser gets :class:`StatusChanged` and decides again on what is stored now."""
+
+    voucher_id: str
+    revision: int
+    expected_status: str
+    expected_chain: str
+    new_status: str
+    new_chain: str
+    at: datetime.datetime
+
+    def __post_init__(self) -> None:
+        _check_hex64(self.expected_chain, "expected_chain")
+        _check_hex64(self.new_chain, "new_chain")
+        object.__setattr__(self, "at", utc(self.at, "at"))
+
+
+@dataclass(frozen=True)
+class WorkflowWrite:
+    """Everything one workflow step writes, in ONE transaction: status changes, audit events and, for a
+    signed action, the action itself."""
+
+    changes: tuple[StatusChange, ...]
+    events: tuple[AuditEvent, ...]
+    action: ActionRecord | None = None
+
+    def __post_init__(self) -> None:
+        if not self.changes or not self.events:
+            raise ValueError("a workflow write changes at least one status and records at least one event")
+        if self.action is not None and not any(e.document_sha256 == self.action.action_sha256 for e in self.events):
+            raise ValueError("an action's audit event must carry the action's SHA-256")
+
+
+class StatusChanged(GatewayError):
+    """The revision's status or chain moved since it was read; nothing was written. Decide again."""
+
+
+class ActionAlreadyStored(GatewayError):
+    """An action for this (voucher, revision, stage) is stored already; nothing was written. ``existing``
+    lets the caller answer a repeat with the original receipt, or other bytes with a conflict."""
+
+    def __init__(self, existing: ActionRecord) -> None:
+        super().__init__(f"the {existing.stage} action on {existing.subject} is already stored")
+        self.existing = existing
+
+
 class VoucherStore(Protocol):
     """Durable storage of accepted vouchers and the hash-chained audit log.
 
@@ -172,12 +272,28 @@ class VoucherStore(Protocol):
     with the previous entry's hash, never two entries with the same predecessor.
     """
 
-    def record_intake(self, record: IntakeRecord, event: AuditEvent) -> IntakeRecord:
+    def record_intake(self, record: IntakeRecord, event: AuditEvent,
+                      also: WorkflowWrite | None = None) -> IntakeRecord:
         """Store ``record`` and append ``event`` to the audit log in ONE transaction; return the record.
 
         Raises :class:`AlreadyStored` (changing nothing) when (voucher_id, revision) is already stored.
         ``event.document_sha256`` must be the record's ``received_sha256`` (ValueError otherwise).
+        ``also`` is written in the same transaction (a correction supersedes the rejected revision), with
+        :class:`StatusChanged` if it no longer applies.
         """
+
+    def apply_workflow(self, write: WorkflowWrite) -> None:
+        """Apply ``write`` in ONE transaction, or nothing: :class:`StatusChanged` if a change's expected
+        status or chain no longer holds, :class:`ActionAlreadyStored` if its action's stage is taken."""
+
+    def actions(self, voucher_id: str, revision: int) -> list[ActionRecord]:
+        """The actions stored for that revision, in the order they were applied."""
+
+    def queue(self, status: str, *, agency: str | None = None, limit: int = 100) -> list[IntakeRecord]:
+        """Revisions in ``status`` (of ``agency``, or of every agency), oldest ``status_at`` first."""
+
+    def history(self, subject: str) -> list[AuditEntry]:
+        """The audit entries about ``subject`` (``voucher_id#revision``), in seq order."""
 
     def get(self, voucher_id: str, revision: int | None = None) -> IntakeRecord | None:
         """That revision, or the highest stored revision when ``revision`` is None; None if not stored."""
@@ -258,7 +374,11 @@ def summary_of(verified: VerifiedVoucher) -> dict:
         "control_total": v.total_amount,
         "line_count": v.line_count,
         "amounts": [line.amount for line in v.lines],
-        "signer": {"serial": ident.serial_hex, "issuer": ident.issuer, "role": verified.signer.role.value},
+        "signer": {"serial": ident.serial_hex, "issuer": ident.issuer, "role": verified.signer.role.value,
+                   "person": verified.signer.grant.person, "key_sha256": ident.key_sha256,
+                   "grant": verified.signer.grant.kind.value, "signed_at": utc_text(verified.signing_time)},
+        "urgency": v.urgency.value,
+        "budget": {"fiscal_year": v.fiscal_year, "subject": v.budget_subject},
         "corrects": corrects,
     }
 
@@ -273,5 +393,6 @@ def received_intake(verified: VerifiedVoucher, *, body: bytes, agency: str, at: 
                           summary=summary_of(verified))
     event = AuditEvent(at=at, actor=actor_of(verified.signer.identity), action="voucher.received",
                        subject=record.subject, document_sha256=verified.received_sha256,
-                       detail={"receipt_id": receipt_id, "grant": verified.signer.grant.kind.value, **(detail or {})})
+                       detail={"receipt_id": receipt_id, "grant": verified.signer.grant.kind.value,
+                               "role": verified.signer.role.value, "status": record.status, **(detail or {})})
     return record, event

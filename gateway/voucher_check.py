@@ -9,17 +9,16 @@ platform's ports, and ``now`` is an argument.
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass
 
 from .bank_directory import BankDirectory
 from .certificate_platform import CertificatePlatform, CheckedCertificate
-from .certificates import CertificateIdentity, Purpose
+from .certificates import CertificateIdentity
 from .errors import Problem, Refusal
 from .role_registry import Grant
 from .roles import Role
 from .schema_validation import schema_problems
-from .signature_verification import verify_enveloped
+from .signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
 from .business_rules import voucher_problems
 from .voucher_model import Voucher
 from .voucher_xml import read_voucher
@@ -28,18 +27,9 @@ from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 VOUCHER_SCHEMA = "voucher.xsd"
 
 
-@dataclass(frozen=True)
-class VoucherPolicy:
-    """Deployment choices for voucher checks, with the safe defaults."""
-
-    max_signature_age: datetime.timedelta = datetime.timedelta(days=30)
-    """A SigningTime older than this is refused: it bounds how far back a signer can claim to have signed."""
-    clock_skew: datetime.timedelta = datetime.timedelta(minutes=5)
-    """How far in the future a SigningTime may lie, for signers' clocks that run fast."""
-    limits: XmlLimits = DEFAULT_LIMITS
-
-
-DEFAULT_POLICY = VoucherPolicy()
+VoucherPolicy = SignaturePolicy
+"""Deployment choices for voucher checks: those of every signed document (kept under this name for callers)."""
+DEFAULT_POLICY = DEFAULT_SIGNATURE_POLICY
 
 
 @dataclass(frozen=True)
@@ -83,25 +73,15 @@ def validate_document(data: bytes, *, today: datetime.date, banks: BankDirectory
 def check_signed_voucher(data: bytes, *, platform: CertificatePlatform, banks: BankDirectory, role: Role,
                          now: datetime.datetime, policy: VoucherPolicy = DEFAULT_POLICY) -> VerifiedVoucher:
     """Accept ``data`` as a voucher signed by someone holding ``role`` for its agency, or raise Refusal."""
-    received_sha256 = hashlib.sha256(data).hexdigest()
-    root = parse_untrusted(data, policy.limits)
-    problems = schema_problems(root, VOUCHER_SCHEMA)
-    if problems:
-        raise Refusal(problems)
-    signature = verify_enveloped(root, now=now)
-    if signature.signing_time > now + policy.clock_skew:
-        raise Refusal("signature-time-invalid", f"the signature claims a time in the future "
-                      f"({signature.signing_time.isoformat()})")
-    if signature.signing_time < now - policy.max_signature_age:
-        raise Refusal("signature-time-invalid", f"the signature is older than {policy.max_signature_age.days} days")
-    checked = platform.check(signature.signer_certificate, Purpose.DOCUMENT_SIGNING, now)
-    voucher = read_voucher(signature.signed_root)
-    grant = platform.registry.authorise(checked.validated.identity, voucher.agency_code, role, signature.signing_time)
+    signed = check_signed_document(data, VOUCHER_SCHEMA, platform=platform, now=now, policy=policy)
+    checked = signed.certificate
+    voucher = read_voucher(signed.signed_root)
+    grant = platform.registry.authorise(checked.validated.identity, voucher.agency_code, role, signed.signing_time)
     rule_problems = voucher_problems(voucher, today=_local_date(now), banks=banks)
     if rule_problems:
         raise Refusal(rule_problems)
     signer = Signer(checked.validated.identity, voucher.agency_code, role, grant)
-    return VerifiedVoucher(voucher, signer, signature.signing_time, received_sha256, checked)
+    return VerifiedVoucher(voucher, signer, signed.signing_time, signed.received_sha256, checked)
 
 
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8), "Asia/Taipei")

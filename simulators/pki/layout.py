@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.identifiers import make_national_id
-from gateway.roles import STAGE_ORDER, Role
+from gateway.roles import STAGE_ORDER, TREASURY_AGENCY, Role
 
 from ..names import ID_LETTERS, person_name
 from .authority import CertificateAuthority, IssueOptions, PrivateKey, Profile, name, new_key
@@ -155,6 +155,7 @@ def init_pki(directory: Path, *, agencies: int = 2, now: datetime.datetime, ocsp
             people[role_name] = entry
             grants.append(grant)
         manifest["agencies"][code] = agency
+    manifest["treasury"] = _treasury(writer, intermediate, rng, leaf, grants, valid_from, valid_to)
     registry_path = base / "registry.toml"
     registry_path.write_text(tomli_w.dumps({"version": 1, "grant": grants}), encoding="utf-8")
     manifest["registry"] = str(registry_path)
@@ -165,6 +166,23 @@ def init_pki(directory: Path, *, agencies: int = 2, now: datetime.datetime, ocsp
     manifest["crls"] = {"intermediate": str(base / "crl/intermediate.crl"), "root": str(base / "crl/root.crl")}
     (base / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return manifest
+
+
+def _treasury(writer: _Writer, intermediate: CertificateAuthority, rng: random.Random, leaf: dict, grants: list,
+              valid_from: datetime.datetime, valid_to: datetime.datetime) -> dict:
+    """The Finance Bureau's operations console (TLS) and one treasury operator, who decides held vouchers."""
+    code = TREASURY_AGENCY
+    person, national_id = _person(rng)
+    operator = writer.pair(f"treasury/people/{Role.TREASURY.value}", intermediate,
+                           name(cn=person, serial=f"TEST{national_id[-4:]}9999"), Profile.CITIZEN, days=5 * 365,
+                           id_last_four=national_id[-4:], **leaf)
+    cert = load_cert(Path(operator["cert"]))
+    grants.append({"agency": code, "person": person, "kind": "principal", "role": Role.TREASURY.value,
+                   "cert_issuer": cert.issuer.rfc4514_string(), "cert_serial": format(cert.serial_number, "X"),
+                   "valid_from": valid_from, "valid_to": valid_to})
+    tls = writer.pair("treasury/tls", intermediate, name(cn=f"{code} treasury console", o="臺北市政府財政局", ou=code),
+                      Profile.TLS_CLIENT, key_kind="ec", **leaf)
+    return {"code": code, "tls": tls, "people": {Role.TREASURY.value: operator}}
 
 
 def _person(rng: random.Random) -> tuple[str, str]:
