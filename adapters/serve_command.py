@@ -74,6 +74,7 @@ def run_gateway(s: dict, seat=None) -> int:
     from .cli import CliError
     from .api_settings import ApiSettings, listen_address
     from .http_api import GatewayHttpApi, make_metrics_site, make_site
+    from .action_service import ActionService
     from .intake_service import IntakeService
     from .store_factory import open_store
     from .tls import server_tls_options
@@ -97,7 +98,8 @@ def run_gateway(s: dict, seat=None) -> int:
         raise CliError(f"cannot start: {exc}") from None
     service = IntakeService(platform=platform, banks=BankDirectory.shipped(), store=store,
                             gateway_key=gateway_key, gateway_cert=gateway_cert)
-    api = GatewayHttpApi(service, api_settings, metrics=seat.metrics if seat else None)
+    api = GatewayHttpApi(service, api_settings, actions=ActionService(intake=service, store=store),
+                         metrics=seat.metrics if seat else None)
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])
