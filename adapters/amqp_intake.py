@@ -226,8 +226,8 @@ class AmqpIntake:
             raise
         with self._lock:
             self._connection = connection
-        self._connected.set()
         self.metrics.connected.set(1)
+        self._connected.set()  # last: whoever sees it set finds the metrics already saying so
         return _Session(connection, channel)
 
     def _run(self, session: _Session | None) -> None:
@@ -285,9 +285,9 @@ class AmqpIntake:
         self.metrics.set_depth(depth)
 
     def _close(self, session: _Session) -> None:
-        self._connected.clear()
         self.metrics.connected.set(0)
         self.metrics.forget_depth()  # unknown until the next connect
+        self._connected.clear()  # last, as in _connect
         with self._lock:
             self._connection = None
         self._close_quietly(session.connection)
