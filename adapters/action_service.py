@@ -15,7 +15,7 @@ from collections.abc import Callable
 from cryptography import x509
 
 from gateway.actions import VerifiedAction, check_signed_action
-from gateway.approvals import Step, decide_action, flow_of
+from gateway.approvals import Step, budget_ops, decide_action, flow_of
 from gateway.errors import Refusal
 from gateway.receipts import ActionOutcome, Receipt, new_receipt_id, sign_receipt
 from gateway.roles import TREASURY_AGENCY, Role
@@ -59,6 +59,9 @@ class ActionService:
         if action.voucher_id != voucher_id:
             raise Refusal("action-voucher-mismatch", f"the action is about {action.voucher_id}, but was posted to "
                           f"{voucher_id}", path="/Action/VoucherId")
+        if (action.stage is Actor.TREASURY) != (caller == TREASURY_AGENCY):
+            raise Refusal("agency-mismatch", "treasury decisions come only from the treasury's system, and agency "
+                          f"stages only from the agency's own ({caller} sent a {action.stage.value} action)")
         for _ in range(MAX_ATTEMPTS):
             record = self._visible(caller, voucher_id, action.revision)
             existing = self.store.actions_at(voucher_id, action.revision, action.stage.value)
@@ -132,7 +135,8 @@ class ActionService:
             detail["reason"] = reason.text
         event = AuditEvent(at=now, actor=actor_of(signer), action=f"action.{action.decision.value}",
                            subject=record.subject, document_sha256=verified.received_sha256, detail=detail)
-        return WorkflowWrite(changes=(change,), events=(event,), action=stored), receipt
+        return WorkflowWrite(changes=(change,), events=(event,), action=stored,
+                             budget=budget_ops(row, record)), receipt
 
 
 def _queue_item(record: IntakeRecord) -> dict:

@@ -75,6 +75,7 @@ def run_gateway(s: dict, seat=None) -> int:
     from .api_settings import ApiSettings, listen_address
     from .http_api import GatewayHttpApi, make_metrics_site, make_site
     from .action_service import ActionService
+    from .treasury_service import TreasuryService, check_after_release, start_sweep
     from .intake_service import IntakeService
     from .store_factory import open_store
     from .tls import server_tls_options
@@ -98,8 +99,9 @@ def run_gateway(s: dict, seat=None) -> int:
         raise CliError(f"cannot start: {exc}") from None
     service = IntakeService(platform=platform, banks=BankDirectory.shipped(), store=store,
                             gateway_key=gateway_key, gateway_cert=gateway_cert)
-    api = GatewayHttpApi(service, api_settings, actions=ActionService(intake=service, store=store),
-                         metrics=seat.metrics if seat else None)
+    treasury = TreasuryService(store)
+    actions = ActionService(intake=service, store=store, after_commit=check_after_release(treasury))
+    api = GatewayHttpApi(service, api_settings, actions=actions, metrics=seat.metrics if seat else None)
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])
@@ -117,6 +119,7 @@ def run_gateway(s: dict, seat=None) -> int:
     if s["amqp.url"]:
         _start_amqp(reactor, service, s, api.metrics.registry)
     _watch_registry(s["trust.registry"], platform)
+    start_sweep(treasury)
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
     reactor.run()
     return 0

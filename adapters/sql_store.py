@@ -35,6 +35,8 @@ from gateway.store import (
     utc,
 )
 
+from .sql_budget import BudgetSql
+
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
                   "receipt_id, receipt_xml, summary, chain_sha256, status_at")
 ACTION_COLUMNS = ("voucher_id, revision, stage, agency, decision, action_sha256, action_bytes, signed_at, "
@@ -50,7 +52,7 @@ def _marks(columns: str) -> str:
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
-class SqlStore(abc.ABC):
+class SqlStore(BudgetSql, abc.ABC):
     """Base of the SQLite and PostgreSQL stores (:class:`gateway.store.VoucherStore`)."""
 
     dialect = ""
@@ -190,7 +192,8 @@ class SqlStore(abc.ABC):
 
     def _write_workflow(self, conn, append: Append, write: WorkflowWrite) -> None:
         """Inside a chain transaction: the action first (its stage may be taken), then each status change as
-        a compare-and-set, then the events; any refusal rolls the whole transaction back."""
+        a compare-and-set, the budget operations (a reservation may no longer fit), the payee index, then the
+        events; any refusal rolls the whole transaction back."""
         action = write.action
         if action is not None:
             row = conn.execute(self._sql(f"SELECT {ACTION_COLUMNS} FROM actions WHERE voucher_id = ? AND "
@@ -207,6 +210,10 @@ class SqlStore(abc.ABC):
             if updated != 1:
                 raise StatusChanged(f"{change.voucher_id}#{change.revision} is no longer {change.expected_status} "
                                     "with the chain it was read with")
+        at = write.changes[0].at
+        for op in write.budget:
+            self._apply_budget(conn, op, at)
+        self._index_payees(conn, write.payees, at)
         entries = [append(event) for event in write.events]
         if action is not None:
             seq = next(e.seq for e in entries if e.event.document_sha256 == action.action_sha256)

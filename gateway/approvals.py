@@ -28,8 +28,9 @@ from .certificates import CertificateIdentity
 from .errors import Refusal
 from .role_registry import Grant, RoleRegistry
 from .roles import TREASURY_AGENCY, Role
-from .store import (ActionRecord, AuditEvent, IntakeRecord, StatusChange, WorkflowWrite, actor_of,
+from .store import (ActionRecord, AuditEvent, BudgetOp, IntakeRecord, StatusChange, WorkflowWrite, actor_of,
                     parse_utc_text)
+from .workflow import Budget
 from .workflow import Actor, Event, Status, Transition, transition
 
 
@@ -154,10 +155,24 @@ def system_write(record: IntakeRecord, event: Event, actor: Actor, at: datetime.
     audit = AuditEvent(at=at, actor=actor_name, action=f"workflow.{event.value}", subject=record.subject,
                        detail={"role": actor.value, "status": row.target.value, "from": row.source.value,
                                **(detail or {})})
-    return WorkflowWrite(changes=(change,), events=(audit,))
+    return WorkflowWrite(changes=(change,), events=(audit,), budget=budget_ops(row, record))
 
 
 def supersede_write(rejected: IntakeRecord, by_revision: int, at: datetime.datetime) -> WorkflowWrite:
     """A correction was received: the rejected revision it replaces becomes superseded (same transaction)."""
     return system_write(rejected, Event.SUPERSEDE, Actor.GATEWAY, at, actor_name=GATEWAY_ACTOR,
                         detail={"by_revision": by_revision})
+
+
+_BUDGET_KINDS = {Budget.RESERVE: "reserve", Budget.CONSUME: "consume", Budget.FREE: "free"}
+
+
+def budget_ops(row: Transition, record: IntakeRecord) -> tuple[BudgetOp, ...]:
+    """What ``row`` does to ``record``'s allotment, as store operations (none for most rows). The key and
+    amount come from the revision's summary: its agency, fiscal year, budget subject and control total."""
+    kind = _BUDGET_KINDS.get(row.budget)
+    if kind is None:
+        return ()
+    budget = record.summary["budget"]
+    return (BudgetOp(kind, record.voucher_id, record.revision, record.agency, budget["fiscal_year"],
+                     budget["subject"], record.summary["control_total"]),)

@@ -68,7 +68,12 @@ _HTTP_STATUS = {
     "action-chain-broken": 409,
     "voucher-not-pending": 409,
     "separation-of-duties": 403,
-    "voucher-busy": 503,  # lost a race with another decision on the same voucher MAX_ATTEMPTS times: retry
+    "voucher-busy": 503,
+    # Allotted budgets (vgw budget load, the treasury checks).
+    "budget-exceeded": 409,
+    "budget-allotment-too-low": 409,
+    "budget-reservation-unknown": 409,
+    "budget-reservation-conflict": 409,  # lost a race with another decision on the same voucher MAX_ATTEMPTS times: retry
 }
 
 

@@ -75,6 +75,13 @@ TITLES: dict[str, str] = {
     "voucher-not-pending": "The voucher's workflow has ended",
     "separation-of-duties": "The signer already signed another stage of this voucher",
     "voucher-busy": "The voucher changed while the request was decided",
+    "calendar-file-invalid": "The working-day calendar file is not valid",
+    "budget-file-invalid": "The allotment file is not valid",
+    "budget-unknown": "There is no allotted budget for this subject",
+    "budget-exceeded": "The amount exceeds the remaining allotted budget",
+    "budget-allotment-too-low": "An allotment would fall below what is already committed",
+    "budget-reservation-unknown": "No budget reservation exists for this voucher",
+    "budget-reservation-conflict": "The voucher's budget reservation conflicts",
 }
 _FALLBACK_TITLE = "The request was refused"
 

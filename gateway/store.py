@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import GatewayError, Refusal
 
 if TYPE_CHECKING:
+    from .budget import Allotment, BudgetBalance, BudgetKey
     from .certificates import CertificateIdentity
     from .voucher_check import VerifiedVoucher
 from .voucher_model import is_sha256_hex
@@ -235,20 +236,64 @@ class StatusChange:
         object.__setattr__(self, "at", utc(self.at, "at"))
 
 
+BUDGET_OPS = ("reserve", "consume", "free")
+
+
+@dataclass(frozen=True)
+class BudgetOp:
+    """Move one voucher revision's money on its allotment: ``reserve`` takes ``amount`` from what remains
+    (refused with :class:`BudgetChanged` if it no longer does), ``consume`` turns the reservation into
+    spending (paid), ``free`` gives a reservation or a spending back (rejected, returned)."""
+
+    kind: str
+    voucher_id: str
+    revision: int
+    agency: str
+    fiscal_year: int
+    budget_subject: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in BUDGET_OPS:
+            raise ValueError(f"unknown budget operation {self.kind!r}")
+        if not isinstance(self.amount, int) or isinstance(self.amount, bool) or self.amount <= 0:
+            raise ValueError(f"a budget amount is a positive whole NT$ amount, not {self.amount!r}")
+
+
+@dataclass(frozen=True)
+class PayeeEntry:
+    """One released payment line in the duplicate-payment guard's index (see gateway/treasury.py)."""
+
+    voucher_id: str
+    revision: int
+    line_number: int
+    payee_key: str
+
+    def __post_init__(self) -> None:
+        _check_hex64(self.payee_key, "payee_key")
+
+
 @dataclass(frozen=True)
 class WorkflowWrite:
-    """Everything one workflow step writes, in ONE transaction: status changes, audit events and, for a
-    signed action, the action itself."""
+    """Everything one workflow step writes, in ONE transaction: status changes, audit events, for a signed
+    action the action itself, and the step's budget operations and payee index entries."""
 
     changes: tuple[StatusChange, ...]
     events: tuple[AuditEvent, ...]
     action: ActionRecord | None = None
+    budget: tuple[BudgetOp, ...] = ()
+    payees: tuple[PayeeEntry, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.changes or not self.events:
             raise ValueError("a workflow write changes at least one status and records at least one event")
         if self.action is not None and not any(e.document_sha256 == self.action.action_sha256 for e in self.events):
             raise ValueError("an action's audit event must carry the action's SHA-256")
+
+
+class BudgetChanged(GatewayError):
+    """A reservation no longer fits what remains of its allotment (another release took it meanwhile);
+    nothing was written. Read the balance again and decide again."""
 
 
 class StatusChanged(GatewayError):
@@ -294,6 +339,22 @@ class VoucherStore(Protocol):
 
     def history(self, subject: str) -> list[AuditEntry]:
         """The audit entries about ``subject`` (``voucher_id#revision``), in seq order."""
+
+    def load_allotments(self, allotments: list[Allotment], event: AuditEvent) -> None:
+        """Set these allotments (insert or change) and append ``event``, in ONE transaction. Refuses the
+        whole file (``budget-allotment-too-low``, every such line listed) if any allotment would fall below
+        what its key has reserved plus consumed. Keys not listed keep their allotment."""
+
+    def budget_balance(self, key: BudgetKey) -> BudgetBalance | None:
+        """Where ``key``'s allotment stands, or None without one."""
+
+    def budget_balances(self, agency: str | None = None) -> list[tuple[BudgetKey, BudgetBalance]]:
+        """Every allotment (of ``agency``), ordered by key."""
+
+    def earlier_payments(self, payee_keys: list[str], *, since: datetime.datetime,
+                         exclude_voucher: str) -> list[tuple[str, str, int, int, str]]:
+        """(payee key, voucher id, revision, line number, status) of indexed lines with one of ``payee_keys``,
+        indexed at or after ``since``, of vouchers other than ``exclude_voucher``, whatever their status."""
 
     def get(self, voucher_id: str, revision: int | None = None) -> IntakeRecord | None:
         """That revision, or the highest stored revision when ``revision`` is None; None if not stored."""

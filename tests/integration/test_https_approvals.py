@@ -5,9 +5,13 @@ Actions are signed with `vgw action sign` (the CLI contract) and posted over mTL
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
+import http.client
+import itertools
 import json
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -16,12 +20,18 @@ import tomli_w
 import tomllib
 
 from gateway.receipts import verify_receipt
-from simulators.pki.layout import init_pki, load_cert
+from gateway.signing import sign_document
+from gateway.voucher_xml import voucher_to_xml
+from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW
-from .test_https_intake import VGW, Gateway, call, problem, signed_voucher
+from .test_https_intake import VGW, Gateway, call, problem
 
 STAGES = ("reviewer", "accountant", "head", "releaser")
+FISCAL_YEAR = NOW.year - 1911
+AMPLE, SCARCE = "1010101010", "2020202020"
+"""Budget subjects of agency A: one with NT$ 1 billion allotted, one with NT$ 1."""
+_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +46,38 @@ def served(tmp_path_factory):
                     and g["kind"] == "principal")
     registry["grant"].append({**reviewer, "role": "accountant"})
     registry_path.write_text(tomli_w.dumps(registry), encoding="utf-8")
-    gateway = Gateway(base / "pki", f"sqlite:///{base / 'store.sqlite3'}", base / "serve.log")
+    store = f"sqlite:///{base / 'store.sqlite3'}"
+    gateway = Gateway(base / "pki", store, base / "serve.log")
     gateway.start()
+    allotments = base / "allotments.csv"
+    allotments.write_text(f"agency,fiscal_year,budget_subject,amount\n{AGENCY_A},{FISCAL_YEAR},{AMPLE},1000000000\n"
+                          f"{AGENCY_A},{FISCAL_YEAR},{SCARCE},1\n", encoding="utf-8")
+    loaded = subprocess.run([VGW, "budget", "load", "--store", store, str(allotments)], capture_output=True,
+                            text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    gateway.store = store
     yield gateway
     gateway.stop()
+
+
+def budget(gateway: Gateway, subject: str) -> dict:
+    shown = subprocess.run([VGW, "budget", "show", "--store", gateway.store, "--json"], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    return next(row for row in json.loads(shown.stdout) if row["budget_subject"] == subject)
+
+
+def call_as_treasury(gateway: Gateway, method: str, path: str, body: bytes | None = None):
+    context = ssl.create_default_context(cafile=str(gateway.pki_dir / "root/cert.pem"))
+    tls = gateway.pki_dir / "treasury" / "tls"
+    context.load_cert_chain(str(tls / "cert.pem"), str(tls / "key.pem"))
+    conn = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=context, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/xml"} if body else {})
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Content-Type"), reply.read()
+    finally:
+        conn.close()
 
 
 def person(gateway: Gateway, role: str, agency: str = AGENCY_A) -> Path:
@@ -63,8 +101,15 @@ def post_action(gateway: Gateway, voucher_id: str, action: Path, agency: str = A
     return call(gateway, "POST", f"/v1/vouchers/{voucher_id}/actions", action.read_bytes(), agency=agency)
 
 
-def submitted(gateway: Gateway, factory, tmp_path: Path, **kw) -> tuple[object, Path]:
-    voucher, data = signed_voucher(gateway, factory, **kw)
+def submitted(gateway: Gateway, factory, tmp_path: Path, *, subject: str = AMPLE, like=None) -> tuple[object, Path]:
+    """A new voucher of agency A on ``subject`` (or with the same lines and purpose as ``like``), submitted."""
+    voucher = factory.voucher(AGENCY_A, today=NOW.date(), voucher_number=f"AP{next(_numbers):06d}")
+    voucher = dataclasses.replace(voucher, budget_subject=subject)
+    if like is not None:
+        voucher = dataclasses.replace(voucher, lines=like.lines, line_count=like.line_count,
+                                      total_amount=like.total_amount, purpose=like.purpose)
+    who = person(gateway, "preparer")
+    data = sign_document(voucher_to_xml(voucher), load_key(who / "key.pem"), load_cert(who / "cert.pem"), NOW)
     assert call(gateway, "POST", "/v1/vouchers", data)[0] == 202
     path = tmp_path / f"{voucher.voucher_id}-{voucher.revision}.xml"
     path.write_bytes(data)
@@ -98,10 +143,58 @@ def test_four_signed_stages_release_the_voucher_with_receipts_queues_and_history
         assert voucher.voucher_id not in [item["voucher_id"] for item in queue["items"]]
         previous = action
     state = status_of(served, voucher.voucher_id)
-    assert state["status"] in ("released", "treasury-accepted", "held")
+    assert state["status"] == "treasury-accepted"
     roles = [(item["role"], item["result"]) for item in state["history"]]
-    assert roles[:5] == [("preparer", "received"), ("reviewer", "reviewed"), ("accountant", "accountant-approved"),
-                         ("head", "head-approved"), ("releaser", "released")]
+    assert roles == [("preparer", "received"), ("reviewer", "reviewed"), ("accountant", "accountant-approved"),
+                     ("head", "head-approved"), ("releaser", "released"), ("treasury-check", "treasury-accepted")]
+
+
+def release(gateway: Gateway, tmp_path: Path, voucher, voucher_file: Path) -> Path:
+    """The four agency stages, each by its own holder; the releaser's action (the chain head) is returned."""
+    previous = None
+    for stage in STAGES:
+        previous = sign_action(tmp_path, gateway, signer=person(gateway, stage), stage=stage, previous=previous,
+                               voucher=voucher_file if previous is None else voucher.voucher_id)
+        status, _, body = post_action(gateway, voucher.voucher_id, previous)
+        assert status == 202, body
+    return previous
+
+
+def test_release_reserves_the_amount_and_over_the_allotment_the_treasury_sends_it_back(served, factory, tmp_path):
+    before = budget(served, AMPLE)["reserved"]
+    voucher, voucher_file = submitted(served, factory, tmp_path)
+    release(served, tmp_path, voucher, voucher_file)
+    assert budget(served, AMPLE)["reserved"] == before + voucher.total_amount
+
+    scarce, scarce_file = submitted(served, factory, tmp_path, subject=SCARCE)
+    release(served, tmp_path, scarce, scarce_file)
+    state = status_of(served, scarce.voucher_id)
+    assert state["status"] == "rejected"
+    assert (state["history"][-1]["role"], state["history"][-1]["reason_code"]) == ("treasury-check", "budget-exceeded")
+    assert budget(served, SCARCE) == {**budget(served, SCARCE), "allotted": 1, "reserved": 0, "consumed": 0}
+    rejections = json.loads(call(served, "GET", "/v1/rejections")[2])["items"]
+    assert scarce.voucher_id in [item["voucher_id"] for item in rejections]
+
+
+def test_a_possible_duplicate_payment_is_held_until_a_treasury_operator_decides(served, factory, tmp_path):
+    first, first_file = submitted(served, factory, tmp_path)
+    release(served, tmp_path, first, first_file)
+    twin, twin_file = submitted(served, factory, tmp_path, like=first)
+    releaser_action = release(served, tmp_path, twin, twin_file)
+    state = status_of(served, twin.voucher_id)
+    assert state["status"] == "held" and state["history"][-1]["reason_code"] == "duplicate-payment"
+    queue = json.loads(call_as_treasury(served, "GET", "/v1/queues/treasury")[2])
+    assert twin.voucher_id in [item["voucher_id"] for item in queue["items"]]
+    # Agency A's own system cannot decide for the treasury; the treasury operator can.
+    operator = served.pki_dir / "treasury" / "people" / "treasury"
+    decision = sign_action(tmp_path, served, signer=operator, stage="treasury", voucher=twin.voucher_id,
+                           previous=releaser_action)
+    status, _, body = post_action(served, twin.voucher_id, decision)
+    assert status == 403 and problem(body)["code"] == "agency-mismatch"
+    status, _, receipt = call_as_treasury(served, "POST", f"/v1/vouchers/{twin.voucher_id}/actions",
+                                          decision.read_bytes())
+    assert status == 202, receipt
+    assert status_of(served, twin.voucher_id)["status"] == "treasury-accepted"
 
 
 def test_out_of_order_wrong_person_and_same_person_twice_are_refused_and_change_nothing(served, factory, tmp_path):

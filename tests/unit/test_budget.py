@@ -188,7 +188,7 @@ def test_a_reservation_takes_from_what_remains(ledger: BudgetLedger) -> None:
 def test_more_than_remains_is_refused_saying_what_remains(ledger: BudgetLedger) -> None:
     after = ledger.reserve(KEY, "v1", 600)
     refusal = refusal_of(after.reserve, KEY, "v2", 401)
-    assert refusal.code == "budget-exceeded" and "NT$ 400 " in refusal.message and refusal.http_status == 422
+    assert refusal.code == "budget-exceeded" and "NT$ 400 " in refusal.message and refusal.http_status == 409
     assert after.reservation("v2") is None and after.balance(KEY).reserved == 600
     assert after.reserve(KEY, "v2", 400).balance(KEY).remaining == 0  # exactly what remains is fine
 
