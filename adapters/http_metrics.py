@@ -8,6 +8,8 @@ bounded by the code, not by callers.
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from collections.abc import Callable
 
@@ -76,7 +78,8 @@ def _reactor_thread_pool():
 class AmqpMetrics:
     """The AMQP intake's gauges, labelled by queue: is its consumer connected and consuming, and how many
     messages wait in its queue (ready, not yet delivered), as the consumer last asked the broker. While
-    disconnected the depth is unknown, so its series is removed rather than left at a stale number."""
+    disconnected the depth is unknown, so its series is removed (NaN with several workers) rather than left at
+    a stale number."""
 
     def __init__(self, registry: CollectorRegistry, queue: str) -> None:
         self.queue = queue
@@ -90,4 +93,12 @@ class AmqpMetrics:
         self._depth.labels(self.queue).set(messages)
 
     def forget_depth(self) -> None:
-        self._depth.remove(self.queue)  # a no-op when absent
+        if _multiprocess():  # the workers' shared files cannot drop a series: NaN says "unknown" there
+            self._depth.labels(self.queue).set(math.nan)
+        else:
+            self._depth.remove(self.queue)  # a no-op when absent
+
+
+def _multiprocess() -> bool:
+    """prometheus_client's own test for its multiprocess mode (``vgw serve --workers N``)."""
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
