@@ -31,6 +31,7 @@ from gateway.store import (
     actor_of,
     utc_text,
 )
+from gateway.voucher_check import TAIPEI
 from gateway.workflow import QUEUE_OF, Actor
 
 from .clock import utc_now
@@ -93,7 +94,9 @@ class ActionService:
             raise Refusal("not-found", f"there is no {role!r} queue; queues: {known}") from None
         agency = None if caller == TREASURY_AGENCY else caller
         records = self.store.queue(status.value, agency=agency, limit=limit)
-        return Answer.json(200, {"role": role, "status": status.value, "items": [_queue_item(r) for r in records]})
+        today = self.clock().astimezone(TAIPEI).date()
+        return Answer.json(200, {"role": role, "status": status.value,
+                                 "items": [_queue_item(r, today) for r in records]})
 
     def _visible(self, caller: str, voucher_id: str, revision: int) -> IntakeRecord:
         """The revision if the caller may act on it: its own agency's, or any for the treasury."""
@@ -139,10 +142,13 @@ class ActionService:
                              budget=budget_ops(row, record)), receipt
 
 
-def _queue_item(record: IntakeRecord) -> dict:
+def _queue_item(record: IntakeRecord, today: datetime.date) -> dict:
+    """One queue entry; ``overdue`` once the due day has ended in Taipei (gateway.working_days.is_overdue)."""
     return {"voucher_id": record.voucher_id, "revision": record.revision, "agency": record.agency,
             "status": record.status, "waiting_since": utc_text(record.status_at),
             "received_at": utc_text(record.received_at), "urgency": record.summary.get("urgency"),
+            "due_on": record.due_on.isoformat() if record.due_on else None,
+            "overdue": record.due_on is not None and record.due_on < today,
             "control_total": record.summary.get("control_total"), "chain_sha256": record.chain_sha256}
 
 

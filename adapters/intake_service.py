@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 
 from cryptography import x509
+from twisted.logger import Logger
 
 from gateway.bank_directory import BankDirectory
 from gateway.certificate_platform import CertificatePlatform
@@ -25,12 +26,15 @@ from gateway.roles import Role
 from gateway.signing import SignerKey
 from gateway.store import AlreadyStored, AuditEntry, StatusChanged, IntakeRecord, VoucherStore, received_intake, utc_text
 from gateway.workflow import AWAITING, Status
+from gateway.working_days import DateOutsideCalendar, WorkingDayCalendar
 from gateway.voucher_check import check_signed_voucher
 
 from .client_identity import agency_of_client
 from .clock import utc_now
 from .http_api import Answer
 from .query_params import ListQuery
+
+log = Logger(namespace="vgw.intake")
 
 RECEIPT_XML = "application/xml"
 REJECTED = "rejected"
@@ -39,7 +43,8 @@ REJECTED = "rejected"
 class IntakeService:
     def __init__(self, *, platform: CertificatePlatform, banks: BankDirectory, store: VoucherStore,
                  gateway_key: SignerKey, gateway_cert: x509.Certificate,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, calendar: WorkingDayCalendar | None = None) -> None:
+        self.calendar = calendar if calendar is not None else WorkingDayCalendar.shipped()
         self.platform = platform
         self.banks = banks
         self.store = store
@@ -90,7 +95,8 @@ class IntakeService:
         signed_receipt = sign_receipt(build_receipt(verified, receipt_id=receipt_id, received_at=now),
                                       self.gateway_key, self.gateway_cert, now)
         record, event = received_intake(verified, body=body, agency=agency, at=now, receipt_id=receipt_id,
-                                        receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of})
+                                        receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of},
+                                        due_on=self._due_on(now, voucher))
         also = None
         if decision.correction_of is not None:
             rejected = self.store.get(voucher.voucher_id, decision.correction_of)
@@ -118,6 +124,16 @@ class IntakeService:
         return Answer(202, RECEIPT_XML, signed_receipt, {"Location": f"/v1/vouchers/{voucher.voucher_id}"},
                       voucher_id=voucher.voucher_id, outcome="accepted")
 
+    def _due_on(self, now: datetime, voucher) -> date | None:
+        """The voucher's deadline; None (logged for operators) when the calendar does not reach that far, which
+        means a new holiday file is due: a guessed deadline would be worse than none."""
+        try:
+            return self.calendar.due_date(now, voucher.urgency)
+        except DateOutsideCalendar as exc:
+            log.error("no deadline for {voucher_id}: {error}; load a newer working-day calendar",
+                      voucher_id=voucher.voucher_id, error=str(exc))
+            return None
+
     def _history(self, voucher_id: str) -> list[PriorRevision]:
         return [PriorRevision(revision=r.revision, received_sha256=r.received_sha256, rejected=r.status == REJECTED,
                               receipt=r.receipt_xml) for r in self.store.revisions(voucher_id)]
@@ -134,6 +150,7 @@ class IntakeService:
             "voucher_id": voucher_id, "agency": agency, "revision": latest.revision, "status": latest.status,
             "current_stage": awaiting.value if awaiting else None,
             "status_since": utc_text(latest.status_at), "chain_sha256": latest.chain_sha256,
+            "due_on": latest.due_on.isoformat() if latest.due_on else None,
             "control_total": latest.summary.get("control_total"), "line_count": latest.summary.get("line_count"),
             "revisions": [{"revision": r.revision, "status": r.status, "received_at": utc_text(r.received_at),
                            "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],

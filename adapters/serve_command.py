@@ -75,6 +75,7 @@ def run_gateway(s: dict, seat=None) -> int:
     from .api_settings import ApiSettings, listen_address
     from .http_api import GatewayHttpApi, make_metrics_site, make_site
     from .action_service import ActionService
+    from .queue_metrics import WorkflowQueueMetrics, start_refreshing
     from .treasury_service import TreasuryService, check_after_release, start_sweep
     from .intake_service import IntakeService
     from .store_factory import open_store
@@ -120,6 +121,7 @@ def run_gateway(s: dict, seat=None) -> int:
         _start_amqp(reactor, service, s, api.metrics.registry)
     _watch_registry(s["trust.registry"], platform)
     start_sweep(treasury)
+    start_refreshing(WorkflowQueueMetrics(api.metrics.registry, store))
     reactor.addSystemEventTrigger("after", "shutdown", store.close)
     reactor.run()
     return 0

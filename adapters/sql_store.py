@@ -38,13 +38,20 @@ from gateway.store import (
 from .sql_budget import BudgetSql
 
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
-                  "receipt_id, receipt_xml, summary, chain_sha256, status_at")
+                  "receipt_id, receipt_xml, summary, chain_sha256, status_at, due_on")
 ACTION_COLUMNS = ("voucher_id, revision, stage, agency, decision, action_sha256, action_bytes, signed_at, "
                   "received_at, person, key_sha256, certificate, grant_kind, receipt_id, receipt_xml, status_after, "
                   "reason_code, reason_text")
 
 Append = Callable[[AuditEvent], AuditEntry]
 """Appends one event to the audit chain inside the current write transaction."""
+
+
+def _date_value(value) -> datetime.date | None:
+    """A stored due date back as a date: SQLite keeps ISO text, PostgreSQL a DATE."""
+    if value is None or isinstance(value, datetime.date):
+        return value
+    return datetime.date.fromisoformat(value)
 
 
 def _marks(columns: str) -> str:
@@ -134,7 +141,8 @@ class SqlStore(BudgetSql, abc.ABC):
 
     def _record(self, row) -> IntakeRecord:
         return IntakeRecord(row[0], row[1], row[2], row[3], bytes(row[4]), self._time_value(row[5]), row[6],
-                            row[7], bytes(row[8]), json.loads(row[9]), row[10], self._time_value(row[11]))
+                            row[7], bytes(row[8]), json.loads(row[9]), row[10], self._time_value(row[11]),
+                            _date_value(row[12]))
 
     def _action(self, row) -> ActionRecord:
         return ActionRecord(row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]), self._time_value(row[7]),
@@ -158,7 +166,8 @@ class SqlStore(BudgetSql, abc.ABC):
                              (record.voucher_id, record.revision, record.agency, record.received_sha256,
                               record.received_bytes, self._time_param(record.received_at), record.status,
                               record.receipt_id, record.receipt_xml, canonical_json(record.summary),
-                              record.chain_sha256, self._time_param(record.status_at), entry.seq))
+                              record.chain_sha256, self._time_param(record.status_at),
+                              record.due_on.isoformat() if record.due_on else None, entry.seq))
                 if also is not None:
                     self._write_workflow(conn, append, also)
         except self.unique_violation as exc:
@@ -289,6 +298,19 @@ class SqlStore(BudgetSql, abc.ABC):
         rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE {' AND '.join(where)} "
                                     "ORDER BY status_at, voucher_id, revision LIMIT ?"), (*params, limit))
         return [self._record(row) for row in rows]
+
+    def queue_counts(self, statuses: list[str], *, overdue_before: datetime.date) -> dict[str, tuple[int, int]]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._read(self._sql(f"SELECT status, COUNT(*), SUM(CASE WHEN due_on < ? THEN 1 ELSE 0 END) "
+                                    f"FROM intake WHERE status IN ({marks}) GROUP BY status"),
+                          (self._date_param(overdue_before), *statuses))
+        counts = {status: (0, 0) for status in statuses}
+        counts.update({row[0]: (int(row[1]), int(row[2] or 0)) for row in rows})
+        return counts
+
+    def _date_param(self, day: datetime.date):
+        """A date as the backend compares it (ISO text in SQLite, DATE in PostgreSQL)."""
+        return day.isoformat()
 
     def history(self, subject: str) -> list[AuditEntry]:
         rows = self._read(self._sql(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE subject = ? ORDER BY seq"),

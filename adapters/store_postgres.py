@@ -41,6 +41,9 @@ class PostgresStore(SqlStore):
     placeholder = "%s"
     cursor_tuple = "(%s::timestamptz, %s::text, %s::integer)"
 
+    def _date_param(self, day):
+        return day
+
     def __init__(self, url: str) -> None:
         self._url = url
         super().__init__()

@@ -95,6 +95,8 @@ class IntakeRecord:
     action): what the next action must name. None on construction means the received bytes."""
     status_at: datetime.datetime | None = None
     """When the revision entered its current status: queues list oldest first by it. None means received_at."""
+    due_on: datetime.date | None = None
+    """The Taipei date by which the voucher must be handled (gateway/working_days.py); None: no deadline known."""
 
     def __post_init__(self) -> None:
         if self.chain_sha256 is None:
@@ -103,6 +105,9 @@ class IntakeRecord:
             object.__setattr__(self, "status_at", self.received_at)
         _check_hex64(self.chain_sha256, "chain_sha256")
         object.__setattr__(self, "status_at", utc(self.status_at, "status_at"))
+        if self.due_on is not None and (not isinstance(self.due_on, datetime.date)
+                                        or isinstance(self.due_on, datetime.datetime)):
+            raise ValueError(f"due_on must be a date, not {self.due_on!r}")
         if not self.voucher_id or not self.agency or not self.status or not self.receipt_id:
             raise ValueError("voucher_id, agency, status and receipt_id must not be empty")
         if not isinstance(self.revision, int) or isinstance(self.revision, bool) or self.revision < 0:
@@ -340,6 +345,9 @@ class VoucherStore(Protocol):
     def history(self, subject: str) -> list[AuditEntry]:
         """The audit entries about ``subject`` (``voucher_id#revision``), in seq order."""
 
+    def queue_counts(self, statuses: list[str], *, overdue_before: datetime.date) -> dict[str, tuple[int, int]]:
+        """Per status: (revisions in it, those with a due date before ``overdue_before``), across agencies."""
+
     def load_allotments(self, allotments: list[Allotment], event: AuditEvent) -> None:
         """Set these allotments (insert or change) and append ``event``, in ONE transaction. Refuses the
         whole file (``budget-allotment-too-low``, every such line listed) if any allotment would fall below
@@ -445,13 +453,14 @@ def summary_of(verified: VerifiedVoucher) -> dict:
 
 
 def received_intake(verified: VerifiedVoucher, *, body: bytes, agency: str, at: datetime.datetime,
-                    receipt_id: str, receipt_xml: bytes, detail: dict | None = None) -> tuple[IntakeRecord, AuditEvent]:
+                    receipt_id: str, receipt_xml: bytes, detail: dict | None = None,
+                    due_on: datetime.date | None = None) -> tuple[IntakeRecord, AuditEvent]:
     """The record and audit event that store one accepted voucher revision (see ``record_intake``)."""
     voucher = verified.voucher
     record = IntakeRecord(voucher_id=voucher.voucher_id, revision=voucher.revision, agency=agency,
                           received_sha256=verified.received_sha256, received_bytes=bytes(body), received_at=at,
                           status="received", receipt_id=receipt_id, receipt_xml=receipt_xml,
-                          summary=summary_of(verified))
+                          summary=summary_of(verified), due_on=due_on)
     event = AuditEvent(at=at, actor=actor_of(verified.signer.identity), action="voucher.received",
                        subject=record.subject, document_sha256=verified.received_sha256,
                        detail={"receipt_id": receipt_id, "grant": verified.signer.grant.kind.value,

@@ -130,7 +130,8 @@ def test_four_signed_stages_release_the_voucher_with_receipts_queues_and_history
                 "releaser": "released"}
     for stage in STAGES:
         queue = json.loads(call(served, "GET", f"/v1/queues/{stage}")[2])
-        assert voucher.voucher_id in [item["voucher_id"] for item in queue["items"]], stage
+        mine = next(item for item in queue["items"] if item["voucher_id"] == voucher.voucher_id)
+        assert mine["overdue"] is False and mine["due_on"] >= NOW.date().isoformat(), mine
         action = sign_action(tmp_path, served, signer=person(served, stage), stage=stage, previous=previous,
                              voucher=voucher_file if previous is None else voucher.voucher_id)
         status, content_type, receipt = post_action(served, voucher.voucher_id, action)

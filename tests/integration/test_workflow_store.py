@@ -3,6 +3,7 @@ action per stage, and allotted budgets that never go negative, also when threads
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import threading
@@ -153,3 +154,28 @@ def test_eight_threads_releasing_against_one_allotment_never_overspend_it(store)
     assert len(taken) == 10 and len(refused) == 30
     assert store.budget_balance(KEY) == BudgetBalance(3_000, 3_000, 0)
     assert {r.voucher_id for r in store.queue("treasury-accepted", limit=100)} == set(taken)
+
+
+def test_due_dates_round_trip_and_queue_counts_report_the_overdue(store):
+    today = datetime.date(2026, 12, 1)
+    for number, due in ((41, datetime.date(2026, 11, 30)), (42, today), (43, None)):
+        record = dataclasses.replace(make_record(number, revision=1), due_on=due)
+        store.record_intake(record, intake_event(record))
+        assert store.get(record.voucher_id, 1).due_on == due
+    counts = store.queue_counts(["received", "held"], overdue_before=today)
+    assert counts == {"received": (3, 1), "held": (0, 0)}
+
+
+def test_queue_metrics_read_the_store(store):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from adapters.queue_metrics import WorkflowQueueMetrics
+
+    record = dataclasses.replace(make_record(51, revision=1), due_on=datetime.date(2026, 1, 5))
+    store.record_intake(record, intake_event(record))
+    registry = CollectorRegistry()
+    WorkflowQueueMetrics(registry, store, clock=lambda: T0.replace(year=2026, month=6)).refresh()
+    text = generate_latest(registry).decode()
+    assert 'vgw_workflow_queue_items{status="received"} 1.0' in text
+    assert 'vgw_workflow_queue_overdue{status="received"} 1.0' in text
+    assert 'vgw_workflow_queue_items{status="held"} 0.0' in text
