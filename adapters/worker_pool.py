@@ -143,11 +143,15 @@ class WorkerPool:
         old_wakeup = signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
         self.selector.register(wakeup_r, selectors.EVENT_READ, None)
         try:
-            for index in range(1, self.count + 1):
-                self._spawn(index, https, metrics, metrics_dir)
-            code = self._until_ready(https, metrics)
-            if code is None:
-                code = self._supervise()
+            try:
+                for index in range(1, self.count + 1):
+                    self._spawn(index, https, metrics, metrics_dir)
+                code = self._until_ready(https, metrics)
+                if code is None:
+                    code = self._supervise()
+            except Exception:  # our bug or the OS refusing a process: never leave the started workers behind
+                self._stop_all(EXIT_WORKER_DIED)
+                raise
             return self._stop_all(code)
         finally:
             signal.set_wakeup_fd(old_wakeup)

@@ -1,17 +1,20 @@
-"""``vgw bench intake``: accepted vouchers per second over real mTLS, next to the bare in-process ceiling.
+"""``vgw bench intake``: accepted vouchers per second over real mTLS, next to the in-process ceiling.
 
 One run does it all on this machine: a test PKI, N distinct signed ~3 KB vouchers (the same "3 KB voucher"
-as ``vgw bench verify``), a real ``vgw serve`` on SQLite as a subprocess, and a separate client process
-(``simulators.intake_load_client``) posting them over C keep-alive connections. Printed as JSON:
-accepted/s, latency percentiles, the count by status, and the ceiling measured in the same run.
+as ``vgw bench verify``), a real ``vgw serve --workers W`` on SQLite as a subprocess, and a separate client
+process (``simulators.intake_load_client``) posting them over C keep-alive connections. Printed as JSON:
+accepted/s, latency percentiles, the count by status, CPU per request of the gateway and of the client,
+and the ceiling measured in the same run WITH THE SAME PARALLELISM as the gateway.
 
-The ceiling is what intake cannot do without, single-threaded and in-process, without HTTP or TLS:
-``check_signed_voucher`` (parse, XSD, signature, chain, revocation, registry, rules) and one
-``record_intake`` commit into a separate SQLite store (WAL, synchronous=FULL, like the gateway's). Beside it,
-``service_in_process_per_s`` runs the gateway's whole intake use case in-process (client certificate check,
-history read, receipt built and signed, commit), so the report shows how much of the gap is the service
-and how much HTTP/TLS. Both are timed alternately voucher by voucher, half of them before the HTTP run and
-half after, so drift on this shared machine hits them alike.
+The ceiling is what intake cannot do without, in-process, without HTTP or TLS: ``check_signed_voucher``
+(parse, XSD, signature, chain, revocation, registry, rules) and one ``record_intake`` commit. It runs in W
+processes at once (W = the gateway's worker count), each looping over its own share of the vouchers and
+committing into ONE shared SQLite store (WAL, synchronous=FULL, like the gateway's), so the commits
+serialise across processes as the gateway workers' do; ``ceiling_per_s`` is the sum of the W processes'
+rates. Beside it, ``service_in_process_per_s`` runs the gateway's whole intake use case the same way
+(client certificate check, history read, receipt built and signed, commit), so the report shows how much of
+the gap is the service and how much HTTP/TLS. Each process times both alternately voucher by voucher, half
+of the vouchers before the HTTP run and half after, so drift on this shared machine hits them alike.
 
 ``--rate R`` adds a paced phase on fresh vouchers at R requests/s (``--rate half``: half the accepted/s the
 saturated phase measured), reporting its p99 counted from when each request was due.
@@ -21,12 +24,16 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.bank_directory import BankDirectory
 from gateway.receipts import new_receipt_id
@@ -38,7 +45,8 @@ from gateway.voucher_xml import voucher_to_xml
 
 from .benchmarks import _voucher_of_size, machine
 from .intake_load_client import write_bodies
-from .pki.layout import agency_code, init_pki, load_cert, load_key
+from .pki.authority import IssueOptions, Profile, name, new_key
+from .pki.layout import agency_code, init_pki, load_authority, load_cert, load_key
 from .voucher_factory import VoucherFactory
 
 READY = "vgw: ready on https://"
@@ -82,45 +90,106 @@ class InProcess:
         if answer.status != 202:
             raise AssertionError(f"the in-process service answered {answer.status}: {answer.body[:300]!r}")
 
-    def measure(self, bodies: list[bytes]) -> dict[str, float]:
-        """Calls per second of each, timed alternately voucher by voucher (per-call perf_counter)."""
-        spent = {"ceiling": 0.0, "service": 0.0}
+    def spend(self, bodies: list[bytes]) -> dict[str, float]:
+        """Seconds spent in each over ``bodies``, timed alternately voucher by voucher: wall time (per-call
+        perf_counter) under the measure's name, and this process's CPU time under ``NAME_cpu``."""
+        spent = {"ceiling": 0.0, "service": 0.0, "ceiling_cpu": 0.0, "service_cpu": 0.0}
         for body in bodies:
-            start = time.perf_counter()
-            self.ceiling(body)
-            spent["ceiling"] += time.perf_counter() - start
-            start = time.perf_counter()
-            self.service_call(body)
-            spent["service"] += time.perf_counter() - start
-        return {name: len(bodies) / seconds for name, seconds in spent.items()}
+            for measure, call in (("ceiling", self.ceiling), ("service", self.service_call)):
+                start, cpu = time.perf_counter(), time.process_time()
+                call(body)
+                spent[measure] += time.perf_counter() - start
+                spent[measure + "_cpu"] += time.process_time() - cpu
+        return spent
 
     def close(self) -> None:
         self.ceiling_store.close()
         self.service_store.close()
 
 
+def _in_process_loop(conn, pki: Path, work: Path, now: datetime.datetime) -> None:
+    """One ceiling process: build an InProcess, then time every share of vouchers it is sent."""
+    in_process = InProcess(pki, work, now)
+    try:
+        while (bodies := conn.recv()) is not None:
+            conn.send(in_process.spend(bodies))
+    finally:
+        in_process.close()
+
+
+class InProcessPool:
+    """``processes`` InProcess each in a process of its own (spawned, so nothing is inherited mid-flight),
+    sharing the ceiling's and the service's SQLite files, as the gateway's workers share theirs."""
+
+    def __init__(self, processes: int, pki: Path, work: Path, now: datetime.datetime) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conns, self.processes = [], []
+        for _ in range(processes):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_in_process_loop, args=(theirs, pki, work, now), daemon=True)
+            process.start()
+            self.conns.append(ours)
+            self.processes.append(process)
+
+    def measure(self, bodies: list[bytes]) -> dict[str, list[float]]:
+        """Each process gets every n-th voucher at once; per process, calls per second of each measure."""
+        shares = [bodies[i::len(self.conns)] for i in range(len(self.conns))]
+        for conn, share in zip(self.conns, shares):
+            conn.send(share)
+        rates: dict[str, list[float]] = {"ceiling": [], "service": [], "ceiling_cpu": [], "service_cpu": []}
+        for conn, share in zip(self.conns, shares):
+            spent = conn.recv()
+            for measure in rates:
+                rates[measure].append(len(share) / spent[measure])
+        return rates
+
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.send(None)
+        for process in self.processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+
+
 class ServedGateway:
     """``vgw serve`` as a subprocess on a SQLite store in ``work``."""
 
-    def __init__(self, pki: Path, work: Path, threads: int) -> None:
+    def __init__(self, pki: Path, work: Path, threads: int, workers: int) -> None:
         self.log = work / "serve.log"
         self.store_url = f"sqlite:///{work / 'gateway.sqlite3'}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "adapters.cli", "serve", "--pki", str(pki), "--listen", "127.0.0.1:0",
-             "--store", self.store_url, "--threads", str(threads),
+             "--store", self.store_url, "--threads", str(threads), "--workers", str(workers),
              "--rate-limit", "0"],  # one simulated agency sends all the load: the per-agency limit would cap it
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         self.port = None
-        deadline = time.monotonic() + 60
+        self.pids = [self.process.pid]
+        deadline = time.monotonic() + 120
         while self.port is None:
             for line in self.log.read_text(errors="replace").splitlines():
                 if line.startswith(READY):
                     self.port = int(line[len(READY):].split()[0].rsplit(":", 1)[1])
+                    fields = dict(part.split("=", 1) for part in line.split()[4:] if "=" in part)
+                    if "pids" in fields:  # several workers: the supervisor does no request work itself
+                        self.pids = [int(pid) for pid in fields["pids"].split(",")]
             if self.port is None:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"vgw serve did not become ready:\n{self.log.read_text()[-3000:]}")
                 time.sleep(0.05)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the serving processes have used so far (Linux /proc), or None elsewhere."""
+        try:
+            ticks = 0
+            for pid in self.pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+            return ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -148,8 +217,34 @@ def _post(work: Path, name: str, pki: Path, port: int, bodies: list[bytes], warm
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = None, threads: int = 8,
-                 size: int = 3000) -> dict:
+def receipt_signing_ms(pki: Path, now: datetime.datetime, rounds: int = 200) -> dict[str, float]:
+    """CPU milliseconds to sign one receipt with the PKI's gateway key and with an RSA-2048 key from the same
+    CA: what choosing ECDSA P-256 for the gateway (the ``vgw pki init`` default) saves per accepted voucher."""
+    from gateway.receipts import Receipt, sign_receipt
+
+    receipt = Receipt(receipt_id="R-" + "0" * 32, voucher_id=f"{agency_code(0)}-115-BENCH1", revision=1,
+                      agency=agency_code(0), received_sha256="0" * 64, received_at=now, signer_serial="1",
+                      signer_issuer="CN=bench", signer_role=Role.PREPARER)
+    ca = load_authority(pki, "intermediate")
+    rsa_key = new_key("rsa")
+    rsa_cert = ca.issue(name(cn="localhost", o="bench"), rsa_key.public_key(), Profile.SERVICE,
+                        IssueOptions(now - datetime.timedelta(days=1), now + datetime.timedelta(days=1)))
+    gateway_key = load_key(pki / "gateway/key.pem")
+    gateway_label = "ecdsa_p256" if isinstance(gateway_key, ec.EllipticCurvePrivateKey) else "gateway_rsa"
+    keys = {gateway_label: (gateway_key, load_cert(pki / "gateway/cert.pem")), "rsa_2048": (rsa_key, rsa_cert)}
+    costs = {}
+    for label, (key, cert) in keys.items():
+        for _ in range(10):
+            sign_receipt(receipt, key, cert, now)
+        started = time.process_time()
+        for _ in range(rounds):
+            sign_receipt(receipt, key, cert, now)
+        costs[label] = round((time.process_time() - started) / rounds * 1000, 3)
+    return costs
+
+
+def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = None, threads: int = 4,
+                 workers: int = 2, size: int = 3000) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
     warmup = 2 * concurrency
     with tempfile.TemporaryDirectory(prefix="vgw-bench-intake-") as tmp:
@@ -164,16 +259,22 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
         bodies = _sign_vouchers(factory, warmup + count, len(sample.lines), key, cert, now)
         paced_bodies = _sign_vouchers(factory, warmup + count, len(sample.lines), key, cert, now) if rate else []
         signing_s = time.perf_counter() - started
+        signing_costs = receipt_signing_ms(pki, now)
 
-        in_process = InProcess(pki, work, now)
+        in_process = InProcessPool(workers, pki, work, now)
         try:
-            for body in bodies[:warmup]:  # chain, CRL, schema, XPath caches; SQLite files created
-                in_process.measure([body])
+            in_process.measure(bodies[:warmup])  # chain, CRL, schema, XPath caches; SQLite files created
             half = count // 2
             before = in_process.measure(bodies[warmup:warmup + half])
-            gateway = ServedGateway(pki, work, threads)
+            gateway = ServedGateway(pki, work, threads, workers)
             try:
+                cpu_before = gateway.cpu_seconds()
                 saturated = _post(work, "saturated", pki, gateway.port, bodies, warmup, concurrency, None)
+                cpu_after = gateway.cpu_seconds()
+                if cpu_before is not None and cpu_after is not None:
+                    # includes the untimed warm-up requests, so a little more than the timed ones cost
+                    saturated["gateway_cpu_ms_per_request"] = round(
+                        (cpu_after - cpu_before) * 1000 / (warmup + saturated["requests"]), 2)
                 paced = None
                 if rate:
                     pace = saturated["accepted_per_s"] / 2 if rate == "half" else float(rate)
@@ -184,19 +285,38 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
         finally:
             in_process.close()
 
-    ceiling = statistics.mean([before["ceiling"], after["ceiling"]])
+    def summed(phase: dict, measure: str) -> float:
+        return sum(phase[measure])
+
+    def cpu_ms(first: dict, second: dict, measure: str) -> float:
+        return round(1000 / statistics.mean(first[measure] + second[measure]), 2)
+
+    ceiling = statistics.mean([summed(before, "ceiling"), summed(after, "ceiling")])
+    service = statistics.mean([summed(before, "service"), summed(after, "service")])
     result: dict = {
         "benchmark": "intake", "machine": machine(), "vouchers": count, "concurrency": concurrency,
-        "gateway_threads": threads, "store": "sqlite (WAL, synchronous=FULL)",
+        "gateway_workers": workers, "gateway_threads": threads,
+        "gateway_threads_meaning": "per worker process", "store": "sqlite (WAL, synchronous=FULL)",
         "voucher_bytes": len(voucher_to_xml(sample)), "signed_bytes": round(statistics.mean(map(len, bodies))),
         "lines": len(sample.lines), "signing_s": round(signing_s, 1),
         "https": saturated,
+        "ceiling_measure": f"parse + verify + validate + commit in {workers} processes at once (as many as the "
+                           "gateway's workers), one shared SQLite store, no HTTP/TLS/receipt; per-process rates "
+                           "summed",
         "ceiling_per_s": round(ceiling, 1),
-        "ceiling_before_after_per_s": [round(before["ceiling"], 1), round(after["ceiling"], 1)],
+        "ceiling_before_after_per_s": [round(summed(before, "ceiling"), 1), round(summed(after, "ceiling"), 1)],
+        "ceiling_per_process_per_s": [round(statistics.mean(pair), 1)
+                                      for pair in zip(before["ceiling"], after["ceiling"])],
         "ratio": round(saturated["accepted_per_s"] / ceiling, 3),
+        "ratio_meaning": "https.accepted_per_s / ceiling_per_s, both with the same number of processes",
+        "service_in_process_per_s": round(service, 1),
+        "service_before_after_per_s": [round(summed(before, "service"), 1), round(summed(after, "service"), 1)],
+        # CPU per voucher does not depend on what else this shared machine runs, unlike the rates above:
+        # with https.gateway_cpu_ms_per_request it says where the bound is (cores x 1000 / ms per voucher).
+        "ceiling_cpu_ms_per_voucher": cpu_ms(before, after, "ceiling_cpu"),
+        "service_cpu_ms_per_voucher": cpu_ms(before, after, "service_cpu"),
+        "receipt_signing_cpu_ms": signing_costs,
     }
-    result["service_in_process_per_s"] = round(statistics.mean([before["service"], after["service"]]), 1)
-    result["service_before_after_per_s"] = [round(before["service"], 1), round(after["service"], 1)]
     if paced is not None:
         result["paced"] = paced
     return result
@@ -205,8 +325,8 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
 def _intake_cmd(args) -> int:
     from adapters.cli import CliError
 
-    if args.count < 1 or args.concurrency < 1 or args.threads < 1:
-        raise CliError("--count, --concurrency and --threads must be at least 1")
+    if args.count < 1 or args.concurrency < 1 or args.threads < 1 or args.workers < 1:
+        raise CliError("--count, --concurrency, --threads and --workers must be at least 1")
     if args.rate is not None and args.rate != "half":
         try:
             if float(args.rate) <= 0:
@@ -214,7 +334,7 @@ def _intake_cmd(args) -> int:
         except ValueError:
             raise CliError("--rate is a positive number of requests per second, or 'half'") from None
     print(json.dumps(bench_intake(count=args.count, concurrency=args.concurrency, rate=args.rate,
-                                  threads=args.threads), ensure_ascii=False, indent=2))
+                                  threads=args.threads, workers=args.workers), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -225,4 +345,6 @@ def register(registry) -> None:
     p.add_argument("--concurrency", type=int, default=8, help="keep-alive client connections (default 8)")
     p.add_argument("--rate", help="also a paced run at R requests/s on fresh vouchers; 'half' = half the "
                    "accepted/s just measured")
-    p.add_argument("--threads", type=int, default=8, help="the gateway's worker threads (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="gateway worker processes (vgw serve --workers), and as "
+                   "many ceiling processes (default 2, one per core here)")
+    p.add_argument("--threads", type=int, default=4, help="worker threads per gateway process (default 4)")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -211,3 +212,38 @@ def test_each_worker_consumes_amqp_and_every_message_is_answered_once(pki_dir, t
         assert {r.voucher_id for r in store.list_for_agency(AGENCY_A)[0]} == set(sent.values())
     finally:
         store.close()
+
+
+def test_a_worker_count_out_of_range_is_refused(pki_dir):
+    done = subprocess.run([VGW, "serve", "--pki", str(pki_dir), "--workers", "0"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "workers: expected 1 to 64, got 0" in done.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_start_up_with_its_exit_code(pki_dir, tmp_path):
+    log = tmp_path / "serve.log"
+    mark = f"VGW_TEST_MARK={uuid.uuid4().hex}"  # inherited by the workers: finds any that outlived the supervisor
+    process = subprocess.Popen(
+        [VGW, "serve", "--pki", str(pki_dir), "--listen", "127.0.0.1:0", "--workers", str(WORKERS),
+         "--store", f"sqlite:///{tmp_path / 'store.sqlite3'}"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "VGW_TLS_CERT": str(tmp_path / "missing.pem"), "VGW_TEST_MARK": mark.split("=")[1]})
+    try:
+        assert process.wait(timeout=90) == 2
+    finally:
+        process.kill()
+    text = log.read_text(errors="replace")
+    assert "cannot start" in text and "missing.pem" in text and "vgw: ready" not in text
+    assert not processes_marked(mark.encode()), "a worker outlived the supervisor"
+
+
+def processes_marked(mark: bytes) -> list[int]:
+    """Live processes (not zombies) whose environment holds ``mark``."""
+    marked = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark in environ.read_bytes().split(b"\0") and not gone(int(environ.parent.name)):
+                marked.append(int(environ.parent.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    return marked
