@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/vgw bench verify
 	$(BIN)/vgw bench intake --rate half
+	$(BIN)/vgw bench approvals
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -151,3 +151,7 @@ def register(registry) -> None:
     from .bench_intake import register as register_intake  # `vgw bench intake`, same group
 
     register_intake(registry)
+
+    from .bench_approvals import register as register_approvals  # `vgw bench approvals`, same group
+
+    register_approvals(registry)
