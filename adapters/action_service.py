@@ -31,7 +31,7 @@ from gateway.store import (
     actor_of,
     utc_text,
 )
-from gateway.voucher_check import TAIPEI
+from gateway.business_time import TAIPEI
 from gateway.workflow import QUEUE_OF, Actor
 
 from .clock import utc_now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from gateway.voucher_check import TAIPEI
+from gateway.business_time import TAIPEI
 
 
 def utc_now() -> datetime.datetime:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Gauge
 from twisted.logger import Logger
 
-from gateway.voucher_check import TAIPEI
+from gateway.business_time import TAIPEI
 from gateway.workflow import AWAITING, Status
 
 from .clock import utc_now

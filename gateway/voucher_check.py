@@ -20,6 +20,7 @@ from .roles import Role
 from .schema_validation import schema_problems
 from .signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
 from .business_rules import voucher_problems
+from .business_time import TAIPEI
 from .voucher_model import Voucher
 from .voucher_xml import read_voucher
 from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted
@@ -84,7 +85,6 @@ def check_signed_voucher(data: bytes, *, platform: CertificatePlatform, banks: B
     return VerifiedVoucher(voucher, signer, signed.signing_time, signed.received_sha256, checked)
 
 
-TAIPEI = datetime.timezone(datetime.timedelta(hours=8), "Asia/Taipei")
 
 
 def _local_date(now: datetime.datetime) -> datetime.date:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .errors import GatewayError, Problem, Refusal
-from .voucher_check import TAIPEI
+from .business_time import TAIPEI
 from .voucher_model import Urgency
 
 __all__ = [
