@@ -45,6 +45,8 @@ class IntakeService:
                  gateway_key: SignerKey, gateway_cert: x509.Certificate,
                  clock: Callable[[], datetime] = utc_now, calendar: WorkingDayCalendar | None = None) -> None:
         self.calendar = calendar if calendar is not None else WorkingDayCalendar.shipped()
+        self.amqp_intake = None
+        """The AMQP consumer when ``vgw serve`` also takes vouchers over AMQP (set once it has started)."""
         self.platform = platform
         self.banks = banks
         self.store = store
@@ -186,15 +188,10 @@ class IntakeService:
         agencies' messages piling up unanswered. ``amqp_intake`` (an :class:`~adapters.amqp_intake.AmqpIntake`)
         is set by ``vgw serve`` when AMQP is configured; ``connected`` is a flag, safe from this worker thread.
         A store that does not answer raises, which is answered 500."""
-        amqp = getattr(self, "amqp_intake", None)
-        if amqp is not None and not amqp.connected:
-            from gateway.problems import PROBLEM_MEDIA_TYPE, problem_type  # only this answer needs them
-
-            document = {"type": problem_type("not-ready"), "title": "The gateway is not ready", "status": 503,
-                        "detail": "the AMQP intake is not connected to its broker; it is reconnecting",
-                        "code": "not-ready", "errors": []}
-            return Answer(503, PROBLEM_MEDIA_TYPE, json.dumps(document).encode(), {"Retry-After": "5"},
-                          outcome="not-ready")
+        if self.amqp_intake is not None and not self.amqp_intake.connected:
+            answer = Answer.problem(Refusal("not-ready", "the AMQP intake is not connected to its broker; it is "
+                                            "reconnecting"), "/readyz")
+            return Answer(answer.status, answer.content_type, answer.body, {"Retry-After": "5"}, outcome="not-ready")
         self.store.revisions("readiness-probe")  # a round trip to the store
         return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())
 

@@ -69,6 +69,7 @@ _HTTP_STATUS = {
     "voucher-not-pending": 409,
     "separation-of-duties": 403,
     "voucher-busy": 503,
+    "not-ready": 503,  # /readyz: the store or a configured AMQP connection is not available
     # Allotted budgets (vgw budget load, the treasury checks).
     "budget-exceeded": 409,
     "budget-allotment-too-low": 409,

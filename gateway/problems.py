@@ -75,6 +75,7 @@ TITLES: dict[str, str] = {
     "voucher-not-pending": "The voucher's workflow has ended",
     "separation-of-duties": "The signer already signed another stage of this voucher",
     "voucher-busy": "The voucher changed while the request was decided",
+    "not-ready": "The gateway is not ready to serve",
     "calendar-file-invalid": "The working-day calendar file is not valid",
     "budget-file-invalid": "The allotment file is not valid",
     "budget-unknown": "There is no allotted budget for this subject",
