@@ -46,7 +46,7 @@ from gateway.voucher_xml import voucher_to_xml
 from .benchmarks import _voucher_of_size, machine
 from .intake_load_client import write_bodies
 from .pki.authority import IssueOptions, Profile, name, new_key
-from .pki.layout import agency_code, init_pki, load_authority, load_cert, load_key
+from .pki.layout import GATEWAY_KEY_KINDS, agency_code, init_pki, load_authority, load_cert, load_key
 from .voucher_factory import VoucherFactory
 
 READY = "vgw: ready on https://"
@@ -243,14 +243,14 @@ def receipt_signing_ms(pki: Path, now: datetime.datetime, rounds: int = 200) -> 
     return costs
 
 
-def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = None, threads: int = 4,
-                 workers: int = 2, size: int = 3000) -> dict:
+def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = None, threads: int = 1,
+                 workers: int = 2, size: int = 3000, gateway_key: str = "ec") -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
     warmup = 2 * concurrency
     with tempfile.TemporaryDirectory(prefix="vgw-bench-intake-") as tmp:
         work = Path(tmp)
         pki = work / "pki"
-        init_pki(pki, agencies=1, now=now)
+        init_pki(pki, agencies=1, now=now, gateway_key=gateway_key)
         person = pki / "agencies" / agency_code(0) / "people" / "preparer"
         key, cert = load_key(person / "key.pem"), load_cert(person / "cert.pem")
         factory = VoucherFactory(BankDirectory.shipped(), seed=42)
@@ -295,7 +295,7 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
     service = statistics.mean([summed(before, "service"), summed(after, "service")])
     result: dict = {
         "benchmark": "intake", "machine": machine(), "vouchers": count, "concurrency": concurrency,
-        "gateway_workers": workers, "gateway_threads": threads,
+        "gateway_workers": workers, "gateway_threads": threads, "gateway_key": gateway_key,
         "gateway_threads_meaning": "per worker process", "store": "sqlite (WAL, synchronous=FULL)",
         "voucher_bytes": len(voucher_to_xml(sample)), "signed_bytes": round(statistics.mean(map(len, bodies))),
         "lines": len(sample.lines), "signing_s": round(signing_s, 1),
@@ -317,6 +317,14 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
         "service_cpu_ms_per_voucher": cpu_ms(before, after, "service_cpu"),
         "receipt_signing_cpu_ms": signing_costs,
     }
+    gateway_cpu = saturated.get("gateway_cpu_ms_per_request")
+    if gateway_cpu is not None:
+        result["cpu_ratio"] = round(result["ceiling_cpu_ms_per_voucher"]
+                                    / (gateway_cpu + saturated["client_cpu_ms_per_request"]), 3)
+        result["cpu_ratio_meaning"] = ("ceiling_cpu_ms_per_voucher / (https.gateway_cpu_ms_per_request + "
+                                       "https.client_cpu_ms_per_request): what ratio would be if both were bound "
+                                       "by this machine's cores alone; unlike ratio, it does not move with what "
+                                       "else the machine runs meanwhile")
     if paced is not None:
         result["paced"] = paced
     return result
@@ -334,7 +342,8 @@ def _intake_cmd(args) -> int:
         except ValueError:
             raise CliError("--rate is a positive number of requests per second, or 'half'") from None
     print(json.dumps(bench_intake(count=args.count, concurrency=args.concurrency, rate=args.rate,
-                                  threads=args.threads, workers=args.workers), ensure_ascii=False, indent=2))
+                                  threads=args.threads, workers=args.workers, gateway_key=args.gateway_key),
+                     ensure_ascii=False, indent=2))
     return 0
 
 
@@ -347,4 +356,7 @@ def register(registry) -> None:
                    "accepted/s just measured")
     p.add_argument("--workers", type=int, default=2, help="gateway worker processes (vgw serve --workers), and as "
                    "many ceiling processes (default 2, one per core here)")
-    p.add_argument("--threads", type=int, default=4, help="worker threads per gateway process (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="threads per gateway process (default 1: measured best "
+                   "here, more threads in one process mostly contend for its GIL)")
+    p.add_argument("--gateway-key", choices=GATEWAY_KEY_KINDS, default="ec",
+                   help="the gateway's key, which signs every receipt (default ec: ECDSA P-256)")
