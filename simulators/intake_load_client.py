@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 
@@ -56,6 +57,7 @@ class Connection:
         self.port = spec["port"]
         self.conn: http.client.HTTPSConnection | None = None
         self.connects = 0
+        self.workers: dict[str, int] = {}  # answers by X-VGW-Worker (vgw serve --workers N): how load spread
 
     def post(self, body: bytes) -> int:
         """The status, or 0 when the connection failed (it is reopened for the next request)."""
@@ -66,6 +68,8 @@ class Connection:
             self.conn.request("POST", "/v1/vouchers", body=body, headers={"Content-Type": "application/xml"})
             reply = self.conn.getresponse()
             reply.read()
+            worker = reply.getheader("X-VGW-Worker", "-")
+            self.workers[worker] = self.workers.get(worker, 0) + 1
             if reply.getheader("Connection", "").lower() == "close":
                 self.close()
             return reply.status
@@ -86,6 +90,8 @@ def run(spec: dict) -> dict:
     connections = [Connection(spec) for _ in range(concurrency)]
     for index, body in enumerate(warmup):  # opens every connection and warms the gateway's caches
         connections[index % concurrency].post(body)
+    for connection in connections:
+        connection.workers.clear()  # count the timed answers only
 
     lock = threading.Lock()
     next_index = iter(range(len(timed)))
@@ -129,6 +135,7 @@ def run(spec: dict) -> dict:
         "by_status": by_status, "accepted_per_s": round(by_status.get("202", 0) / wall, 1),
         "answered_per_s": round(len(results) / wall, 1),
         "connections_opened": sum(c.connects for c in connections),
+        "answers_by_worker": dict(sorted(sum((Counter(c.workers) for c in connections), Counter()).items())),
         # the client shares the machine's cores with the gateway: what it takes is not the gateway's to use
         "client_cpu_ms_per_request": round(cpu * 1000 / len(results), 2),
         "latency": percentiles_ms([r[2] - r[0] for r in results]),
