@@ -28,6 +28,7 @@ from gateway.store import (
     UnreadableAuditEntry,
     WorkflowWrite,
     canonical_json,
+    check_cursor_move,
     check_intake_pair,
     check_limit,
     decode_cursor,
@@ -322,3 +323,25 @@ class SqlStore(BudgetSql, abc.ABC):
         rows = self._read(self._sql(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"),
                           (after_seq, limit))
         return [self._entry(row) for row in rows]
+
+    # --- the event publisher's cursor (the audit log is its outbox) ------------------------------------------
+
+    def event_cursor(self, name: str) -> int:
+        rows = self._read(self._sql("SELECT seq FROM event_cursor WHERE name = ?"), (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def advance_event_cursor(self, name: str, expected: int, seq: int) -> bool:
+        """Two autocommitted statements, each atomic on its own: creating a missing row at 0 changes no
+        reader's position, and the conditional UPDATE is the compare-and-set. The audit chain's lock is not
+        taken (the cursor is no part of the chain); SQLite's write lock is, for that one statement."""
+        check_cursor_move(name, expected, seq)
+        try:
+            conn = self._conn()
+            if expected == 0:
+                conn.execute(self._sql("INSERT INTO event_cursor (name, seq) VALUES (?, 0) "
+                                       "ON CONFLICT (name) DO NOTHING"), (name,))
+            moved = conn.execute(self._sql("UPDATE event_cursor SET seq = ? WHERE name = ? AND seq = ?"),
+                                 (seq, name, expected)).rowcount
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} write failed: {exc}") from exc
+        return moved == 1

@@ -387,6 +387,15 @@ class VoucherStore(Protocol):
     def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         """Up to ``limit`` entries with seq > ``after_seq``, in seq order."""
 
+    def event_cursor(self, name: str) -> int:
+        """The audit seq up to which the outbox reader ``name`` has handled entries (0: none yet). The event
+        publisher (``adapters/event_publisher.py``) reads :meth:`audit_entries` after it."""
+
+    def advance_event_cursor(self, name: str, expected: int, seq: int) -> bool:
+        """Move ``name``'s cursor from ``expected`` to ``seq`` in one compare-and-set; False, changing nothing,
+        when it no longer stands at ``expected`` (another reader moved it). A reader never seen stands at 0.
+        ``seq`` must be above ``expected`` (ValueError): a cursor never goes back."""
+
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
@@ -420,6 +429,17 @@ def check_intake_pair(record: IntakeRecord, event: AuditEvent) -> None:
         raise ValueError(f"received_sha256 does not match the received bytes of {record.voucher_id}")
     if event.document_sha256 != record.received_sha256:
         raise ValueError("the intake's audit event must carry the record's received_sha256")
+
+
+def check_cursor_move(name: str, expected: int, seq: int) -> None:
+    """What every store checks before moving an event cursor: a name, whole seqs, and forward only."""
+    if not name or not isinstance(name, str):
+        raise ValueError("an event cursor needs a name")
+    for value, what in ((expected, "expected"), (seq, "seq")):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{what} must be a non-negative int, not {value!r}")
+    if seq <= expected:
+        raise ValueError(f"an event cursor only moves forward ({expected} -> {seq})")
 
 
 def check_limit(limit: int) -> None:
