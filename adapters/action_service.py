@@ -53,13 +53,27 @@ class ActionService:
         self.after_commit = after_commit
 
     def submit_action(self, voucher_id: str, body: bytes, client_cert: x509.Certificate | None) -> Answer:
+        """An action over HTTPS: the TLS client certificate names the caller, the URL the voucher."""
         now = self.clock()
-        caller = self.intake.calling_agency(client_cert, now)
+        return self._submit(self.intake.calling_agency(client_cert, now), body, now, posted_to=voucher_id)
+
+    def submit_action_as(self, agency: str, body: bytes) -> Answer:
+        """An action for a caller another transport has authenticated (AMQP: the broker-validated user_id,
+        mapped to an agency by the operator); the voucher is the one the signed action names. The agency
+        must still be known to the role registry."""
+        if agency not in self.intake.platform.registry.agencies:
+            raise Refusal("agency-unknown", f"the caller's agency {agency} is not known to the role registry")
+        return self._submit(agency, body, self.clock())
+
+    def _submit(self, caller: str, body: bytes, now: datetime.datetime, *, posted_to: str | None = None) -> Answer:
+        """Check, decide, store and answer one action of ``caller``; ``posted_to`` is the voucher id the
+        transport addressed (the URL's), which the action must name, or None where only the action names it."""
         verified = check_signed_action(body, platform=self.intake.platform, now=now)
         action = verified.action
-        if action.voucher_id != voucher_id:
-            raise Refusal("action-voucher-mismatch", f"the action is about {action.voucher_id}, but was posted to "
-                          f"{voucher_id}", path="/Action/VoucherId")
+        voucher_id = action.voucher_id
+        if posted_to is not None and voucher_id != posted_to:
+            raise Refusal("action-voucher-mismatch", f"the action is about {voucher_id}, but was posted to "
+                          f"{posted_to}", path="/Action/VoucherId")
         if (action.stage is Actor.TREASURY) != (caller == TREASURY_AGENCY):
             raise Refusal("agency-mismatch", "treasury decisions come only from the treasury's system, and agency "
                           f"stages only from the agency's own ({caller} sent a {action.stage.value} action)")

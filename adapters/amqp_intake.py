@@ -1,8 +1,12 @@
-"""The voucher intake over AMQP 0-9-1 (RabbitMQ): the same use case as ``POST /v1/vouchers``, by message.
+"""The voucher intake over AMQP 0-9-1 (RabbitMQ): the same use cases as ``POST /v1/vouchers`` and
+``POST /v1/vouchers/{id}/actions``, by message.
 
-An agency's system publishes the signed voucher to the exchange ``vgw.vouchers`` with ``reply_to`` and
-``correlation_id``; the gateway answers to ``reply_to`` with the same ``correlation_id`` and exactly the body
-HTTPS would send (the signed receipt, or a problem document). docs/api.md "AMQP intake" is the contract.
+An agency's system publishes the signed voucher (routing key ``voucher.submit``) or a signed action
+(``action.submit``) to the exchange ``vgw.vouchers`` with ``reply_to`` and ``correlation_id``; both keys bind
+the one queue, and the consumer dispatches by the delivery's routing key. The gateway answers to
+``reply_to`` with the same ``correlation_id`` and exactly the body HTTPS would send (the signed receipt, or
+a problem document). A message that reached the queue by another key (the default exchange routes by queue
+name) is answered ``bad-request`` and acknowledged. docs/api.md "AMQP intake" is the contract.
 
 Who is calling. There is no TLS client certificate on this path. RabbitMQ refuses (closes the channel on)
 a message whose ``user_id`` property differs from the user the connection authenticated as, unless that
@@ -15,7 +19,8 @@ Guarantees, as over HTTPS:
 - The request is acknowledged only after the service returned, i.e. after the store committed (a receipt
   is only produced after the commit), AND the reply was published with a publisher confirm. A crash
   anywhere before the ack leaves the request in the queue; redelivered, the same bytes are answered 200
-  with the ORIGINAL receipt (the intake is idempotent), so an agency may see a receipt twice, never lose one.
+  with the ORIGINAL receipt (intake and actions are both idempotent), so an agency may see a receipt
+  twice, never lose one.
 - A reply that cannot be routed (``reply_to`` names no queue: the broker returns it, ``mandatory``) or that
   the broker nacks does not hold the request back: the voucher's fate is already durable in the store and
   the agency can ask for it (``GET /v1/vouchers/{id}``) or simply publish the same bytes again. Logged.
@@ -80,7 +85,9 @@ class AmqpTopology:
     exchange: str = "vgw.vouchers"
     """Durable direct exchange agencies publish to."""
     routing_key: str = "voucher.submit"
-    """The routing key binding ``queue`` to ``exchange``."""
+    """The routing key binding ``queue`` to ``exchange`` for vouchers."""
+    action_routing_key: str = "action.submit"
+    """The routing key binding ``queue`` to ``exchange`` for signed actions."""
     queue: str = "vgw.intake"
     """Durable quorum queue the gateway consumes."""
     dead_letter: str = "vgw.intake.dead"
@@ -103,6 +110,7 @@ def declare_topology(channel, topology: AmqpTopology) -> None:
     channel.exchange_declare(topology.exchange, "direct", durable=True)
     channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
     channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+    channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.action_routing_key)
 
 
 QUEUE_PROBE_SECONDS = 5.0
@@ -141,22 +149,26 @@ class _Session:
 
 
 class AmqpIntake:
-    """Consumes ``topology.queue`` and answers every voucher through ``service.submit_voucher_as``.
+    """Consumes ``topology.queue`` and answers every voucher through ``service.submit_voucher_as`` and every
+    action through ``actions.submit_action_as``.
 
     ``service`` is anything with ``submit_voucher_as(agency: str, body: bytes) -> Answer`` raising
-    :class:`Refusal` (:class:`adapters.intake_service.IntakeService`).
+    :class:`Refusal` (:class:`adapters.intake_service.IntakeService`); ``actions`` likewise with
+    ``submit_action_as`` (:class:`adapters.action_service.ActionService`), or None to take no actions here
+    (an action is then answered ``bad-request``).
     ``agencies`` maps broker user names to agency codes. ``start()`` returns once consuming (or raises
     what prevented it); ``stop()`` stops consuming, lets the message in hand finish, and closes.
     ``registry`` is where the gauges go (the one ``/metrics`` serves); one intake per registry.
     """
 
     def __init__(self, service, parameters: pika.connection.Parameters, *, agencies: Mapping[str, str],
-                 topology: AmqpTopology = AmqpTopology(), prefetch: int = 8,
+                 actions=None, topology: AmqpTopology = AmqpTopology(), prefetch: int = 8,
                  max_body: int = DEFAULT_MAX_BODY, registry: CollectorRegistry | None = None,
                  backoff: Backoff = Backoff(), probe_interval: float = QUEUE_PROBE_SECONDS) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unbounded)")
         self.service = service
+        self.actions = actions
         self.parameters = parameters
         self.agencies = dict(agencies)
         self.topology = topology
@@ -310,14 +322,14 @@ class AmqpIntake:
         reply_to, correlation_id, user = properties.reply_to, properties.correlation_id, properties.user_id
         agency = self.agencies.get(user) if user else None
         line = {"user": user, "agency": agency, "correlation_id": correlation_id, "redelivered": method.redelivered,
-                "started": started}
+                "routing_key": method.routing_key, "started": started}
         if not reply_to:
             channel.basic_nack(tag, requeue=False)
             self._log(status=None, voucher_id=None, outcome="dead-lettered-no-reply-to", **line)
             return
         failed = False
         try:
-            answer, outcome = self._answer(user, agency, body)
+            answer, outcome = self._answer(method.routing_key, user, agency, body)
         except Exception:
             log.failure("AMQP intake: internal error on a message from user {user} (correlation_id {cid}); "
                         "dead-lettered", user=user, cid=correlation_id)
@@ -337,25 +349,41 @@ class AmqpIntake:
             channel.basic_ack(tag)
         self._log(status=answer.status, voucher_id=answer.voucher_id, outcome=outcome, **line)
 
-    def _answer(self, user: str | None, agency: str | None, body: bytes) -> tuple[Answer, str]:
+    def _answer(self, routing_key: str, user: str | None, agency: str | None, body: bytes) -> tuple[Answer, str]:
         try:
+            submit = self._use_case(routing_key)
             if len(body) > self.max_body:
                 raise Refusal("too-large", f"the body is larger than {self.max_body} bytes")
             if agency is None:
                 raise Refusal("agency-unknown", "the message carries no user_id" if not user else
                               f"the broker user {user!r} is not mapped to an agency")
-            answer = self.service.submit_voucher_as(agency, body)
+            answer = submit(agency, body)
             return answer, answer.outcome or "ok"
         except Refusal as refusal:
             return Answer.problem(refusal), refusal.code
 
+    def _use_case(self, routing_key: str) -> Callable[[str, bytes], Answer]:
+        """What a delivery asks for, by the routing key it was published with; a key that names nothing
+        here (it reached the queue through the default exchange, or an operator's extra binding) is a
+        ``bad-request``, answered and acknowledged: sending it again would not make it better."""
+        if routing_key == self.topology.routing_key:
+            return self.service.submit_voucher_as
+        if routing_key == self.topology.action_routing_key and self.actions is not None:
+            return self.actions.submit_action_as
+        known = self.topology.routing_key if self.actions is None else \
+            f"{self.topology.routing_key} or {self.topology.action_routing_key}"
+        raise Refusal("bad-request", f"the routing key {routing_key!r} asks for nothing this gateway does here "
+                      f"(publish to {self.topology.exchange} with {known})")
+
     @staticmethod
-    def _log(*, user, agency, correlation_id, status, voucher_id, outcome, redelivered, started) -> None:
+    def _log(*, user, agency, correlation_id, status, voucher_id, outcome, redelivered, routing_key, started) -> None:
         """One structured line per message, like ``http.request`` for HTTPS (no bodies, no certificates);
-        ``redelivered``: the broker had handed this message out before and got no ack (a reconnect, a stop)."""
+        ``redelivered``: the broker had handed this message out before and got no ack (a reconnect, a stop);
+        ``routing_key``: what was asked for (``voucher.submit``, ``action.submit``)."""
         log.info("amqp {user} {status} {outcome} {latency_ms}ms", event="amqp.message", user=user, agency=agency,
                  correlation_id=correlation_id, status=status, voucher_id=voucher_id, outcome=outcome,
-                 redelivered=redelivered, latency_ms=round((time.monotonic() - started) * 1000, 3))
+                 redelivered=redelivered, routing_key=routing_key,
+                 latency_ms=round((time.monotonic() - started) * 1000, 3))
 
     def _reply(self, reply_to: str, correlation_id: str | None, answer: Answer, user: str | None) -> bool:
         """Publish the answer with a confirm; False if it was unroutable or nacked (logged, not retried: see

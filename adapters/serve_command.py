@@ -118,7 +118,9 @@ def run_gateway(s: dict, seat=None) -> int:
     else:
         seat.start(reactor, site, tls)
     if s["amqp.url"]:
-        _start_amqp(reactor, service, s, api.metrics.registry)
+        # One event publisher per gateway: the single process, or worker 1 of several (adapters/event_publisher.py).
+        _start_amqp(reactor, service, s, api.metrics.registry, actions,
+                    publish_events=seat is None or seat.spec.index == 1)
     _watch_registry(s["trust.registry"], platform)
     start_sweep(treasury)
     start_refreshing(WorkflowQueueMetrics(api.metrics.registry, store))
@@ -150,16 +152,18 @@ def _watch_registry(path: Path, platform) -> None:
     LoopingCall(check).start(REGISTRY_CHECK_SECONDS, now=False)
 
 
-def _start_amqp(reactor, service, s: dict, registry) -> None:
-    """Also take vouchers from RabbitMQ; stopped before the store closes, so in-flight messages finish."""
+def _start_amqp(reactor, service, s: dict, registry, actions=None, *, publish_events: bool = False) -> None:
+    """Also take vouchers and actions from RabbitMQ, and publish queue events when ``publish_events``; both
+    stopped before the store closes, so in-flight messages finish."""
     import pika
 
     from .amqp_intake import AmqpIntake
     from .cli import CliError
+    from .event_publisher import EventPublisher
 
     if not s["amqp.users"]:
         raise CliError("amqp.url is set but amqp.users maps no broker user to an agency")
-    intake = AmqpIntake(service, pika.URLParameters(s["amqp.url"]), agencies=s["amqp.users"],
+    intake = AmqpIntake(service, pika.URLParameters(s["amqp.url"]), agencies=s["amqp.users"], actions=actions,
                         max_body=s["limits.max_body"], registry=registry)
     try:
         intake.start()
@@ -167,6 +171,13 @@ def _start_amqp(reactor, service, s: dict, registry) -> None:
         raise CliError(f"cannot start the AMQP intake: {exc}") from None
     service.amqp_intake = intake  # readiness answers 503 while it is disconnected
     reactor.addSystemEventTrigger("before", "shutdown", intake.stop)
+    if publish_events:
+        publisher = EventPublisher(service.store, pika.URLParameters(s["amqp.url"]), registry=registry)
+        try:
+            publisher.start()
+        except Exception as exc:
+            raise CliError(f"cannot start the AMQP event publisher: {exc}") from None
+        reactor.addSystemEventTrigger("before", "shutdown", publisher.stop)
 
 
 def register(registry) -> None:
