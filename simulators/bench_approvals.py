@@ -5,11 +5,13 @@ One run does it all on this machine: a test PKI; N + warm-up distinct signed ~3 
 voucher" of ``vgw bench verify``); for each voucher the four approval actions (reviewer, accountant, head,
 releaser) signed by that agency's people, each naming the SHA-256 of the previous signed document as
 ``vgw action sign`` does. All of it is signed BEFORE anything is timed: signing is the agencies' cost, not the
-gateway's. Then a real ``vgw serve`` as a subprocess takes the vouchers, and a separate client process
-(:mod:`simulators.approvals_load_client`) posts the actions over C keep-alive mTLS connections, stage by
-stage (an action is accepted only after the previous stage's), concurrently within a stage. Every answer must
-be 202, and the gateway's store must hold each voucher's four actions, the releaser's moving it to
-``released``; anything else is an error, reported, and makes the command exit 1.
+gateway's. The vouchers' budget keys get allotments (``vgw budget load``) covering them, so each release
+passes the treasury checks the gateway runs right after it, as an agency's normally does (``final_status``
+counts where the vouchers ended). Then a real ``vgw serve`` as a subprocess takes the vouchers, and a
+separate client process (:mod:`simulators.approvals_load_client`) posts the actions over C keep-alive mTLS
+connections, stage by stage (an action is accepted only after the previous stage's), concurrently within a
+stage. Every answer must be 202, and the gateway's store must hold each voucher's four actions, the
+releaser's moving it to ``released``; anything else is an error, reported, and makes the command exit 1.
 
 ``actions_per_s`` is the accepted timed actions over the sum of the four stages' wall times (first request
 sent to last answer of each stage, warm-up excluded); the latency percentiles are over those same requests.
@@ -21,10 +23,11 @@ verification, chain, revocation, registry) + :func:`gateway.approvals.decide_act
 the rows the service writes (the action, the status compare-and-set, the audit entry; an empty receipt) into
 a store of the same kind as the gateway's. Beside it, ``service_in_process_actions_per_s`` runs the gateway's
 whole approval use case in-process (:meth:`adapters.action_service.ActionService.submit_action`: client
-certificate, flow read from the store, decision, signed receipt, commit) on a third store, so the report shows
-how much of the gap is the service and how much HTTP/TLS. Both are timed alternately action by action, on the
-same action bytes as the gateway got, for half of the vouchers before the HTTP run and half after, so drift
-on this shared machine hits them alike.
+certificate, flow read from the store, decision, signed receipt, commit, and after a release the treasury
+checks, wired as ``vgw serve`` wires them) on a third store, so the report shows how much of the gap is the
+service and how much HTTP/TLS. Both are timed alternately action by action, on the same action bytes as the
+gateway got, for half of the vouchers before the HTTP run and half after, so drift on this shared machine
+hits them alike.
 
 ``--store postgresql://…`` runs the gateway, the ceiling and the service on that server, each in a fresh
 schema of its own, dropped afterwards.
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -77,6 +80,8 @@ class Signed:
     vouchers: list[bytes]
     voucher_ids: list[str]
     actions: dict[Actor, list[bytes]]
+    allotments: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    """Per budget key (agency, ROC fiscal year, subject), the vouchers' control totals summed."""
 
 
 def sign_everything(pki: Path, count: int, size: int, now: datetime.datetime) -> Signed:
@@ -88,11 +93,13 @@ def sign_everything(pki: Path, count: int, size: int, now: datetime.datetime) ->
     factory = VoucherFactory(BankDirectory.shipped(), seed=42)
     lines = len(_voucher_of_size(factory, size, now).lines)
     at = now.replace(microsecond=0)  # the action's SigningTime and the signature's, to the second
-    vouchers, ids = [], []
+    vouchers, ids, allotments = [], [], {}
     for _ in range(count):
         voucher = factory.voucher(agency_code(0), today=now.date(), lines=lines)
         vouchers.append(sign_document(voucher_to_xml(voucher), *signers["preparer"], at))
         ids.append(voucher.voucher_id)
+        key = (voucher.agency_code, voucher.fiscal_year, voucher.budget_subject)
+        allotments[key] = allotments.get(key, 0) + voucher.total_amount
     voucher_sha256 = [hashlib.sha256(body).hexdigest() for body in vouchers]
     previous = list(voucher_sha256)
     actions: dict[Actor, list[bytes]] = {}
@@ -104,7 +111,7 @@ def sign_everything(pki: Path, count: int, size: int, now: datetime.datetime) ->
             signed.append(sign_document(action_element(action), *signers[stage.value], at))
             previous[i] = hashlib.sha256(signed[-1]).hexdigest()
         actions[stage] = signed
-    return Signed(vouchers, ids, actions)
+    return Signed(vouchers, ids, actions, allotments)
 
 
 # --- stores -----------------------------------------------------------------------------------------------------
@@ -159,6 +166,19 @@ def bench_stores(store: str | None, work: Path):
                 admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def load_allotments(store_url: str, allotments: dict[tuple[str, int, str], int], work: Path) -> None:
+    """Allot every voucher's budget key what its vouchers total, with ``vgw budget load``: released vouchers
+    then pass the treasury checks, as an agency's normally do, instead of being sent back for want of one."""
+    csv_file = work / "allotments.csv"
+    csv_file.write_text("agency,fiscal_year,budget_subject,amount\n" + "".join(
+        f"{agency},{year},{subject},{amount}\n" for (agency, year, subject), amount in sorted(allotments.items())),
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "adapters.cli", "budget", "load", "--store", store_url,
+                           "--operator", "vgw-bench", str(csv_file)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"vgw budget load failed: {done.stderr[-2000:]}")
+
+
 # --- the ceiling and the in-process service -----------------------------------------------------------------------
 
 def bare_write(flow: Flow, verified: VerifiedAction, step: Step, at: datetime.datetime, body: bytes) -> WorkflowWrite:
@@ -191,6 +211,7 @@ class InProcess:
         from adapters.bootstrap import PlatformConfig, build_platform
         from adapters.intake_service import IntakeService
         from adapters.store_factory import open_store
+        from adapters.treasury_service import TreasuryService, check_after_release
 
         self.now = now
         self.banks = BankDirectory.shipped()
@@ -201,7 +222,9 @@ class InProcess:
         self.intake = IntakeService(platform=self.platform, banks=self.banks, store=self.service_store,
                                     gateway_key=load_key(pki / "gateway/key.pem"),
                                     gateway_cert=load_cert(pki / "gateway/cert.pem"))
-        self.service = ActionService(intake=self.intake, store=self.service_store)
+        # as `vgw serve` wires it: a release is checked by the treasury in the same call
+        self.service = ActionService(intake=self.intake, store=self.service_store,
+                                     after_commit=check_after_release(TreasuryService(self.service_store)))
         self.flows: dict[str, Flow] = {}
 
     def admit(self, vouchers: list[bytes]) -> None:
@@ -339,6 +362,8 @@ def bench_approvals(vouchers: int = 300, connections: int = 4, workers: int = 1,
         signed = sign_everything(pki, total, size, now)
         signing_s = time.perf_counter() - signing_started
 
+        for name in ("gateway", "service"):  # the ceiling does no treasury checks
+            load_allotments(urls[name], signed.allotments, work)
         in_process = InProcess(pki, urls["ceiling"], urls["service"], now)
         try:
             in_process.admit(signed.vouchers)

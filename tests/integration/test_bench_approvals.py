@@ -26,6 +26,9 @@ def test_a_tiny_run_takes_every_voucher_through_the_four_stages_and_reports_rate
     assert result["actions"] == 4 * VOUCHERS == result["by_status"]["202"]
     assert result["by_status"] == {"202": 4 * VOUCHERS}
     assert result["vouchers"] == VOUCHERS and result["voucher_intake"]["by_status"] == {"202": VOUCHERS}
+    # the run allots the vouchers' budgets, so releases pass the treasury checks (a possible duplicate is held)
+    assert sum(result["final_status"].values()) == VOUCHERS + result["warmup_vouchers"]
+    assert set(result["final_status"]) <= {"treasury-accepted", "held"}
     assert result["stages"] == ["reviewer", "accountant", "head", "releaser"] == list(result["by_stage"])
     assert result["store"].startswith("sqlite") and result["workers"] == 1 and result["connections"] == 2
     for key in ("actions_per_s", "ceiling_actions_per_s", "service_in_process_actions_per_s", "ratio"):
