@@ -90,18 +90,19 @@ def _subject(args: argparse.Namespace) -> tuple[str, int, str, str]:
 def _sign(args: argparse.Namespace) -> int:
     key, cert = _load_signing_material(args.key, args.cert)
     voucher_id, revision, voucher_sha256, previous_sha256 = _subject(args)
-    reason = None
-    if args.reject is not None:
+    reason, decision = None, Decision.APPROVE
+    if args.reject is not None or args.cancel:
         if not args.reason or not args.reason.strip():
-            raise _cli_error("a rejection needs --reason TEXT")
-        reason = Reason(ReasonCode(args.reject), args.reason.strip())
+            raise _cli_error("a rejection or cancellation needs --reason TEXT")
+        code = ReasonCode(args.reject) if args.reject is not None else ReasonCode.WITHDRAWN
+        reason, decision = Reason(code, args.reason.strip()), (Decision.CANCEL if args.cancel else Decision.REJECT)
     elif args.reason:
-        raise _cli_error("--reason goes with --reject")
+        raise _cli_error("--reason goes with --reject or --cancel")
     now = utc_now().replace(microsecond=0)
     try:
         action = Action(voucher_id=voucher_id, revision=revision, voucher_sha256=voucher_sha256,
                         previous_sha256=previous_sha256, stage=Actor(args.stage),
-                        decision=Decision.REJECT if reason else Decision.APPROVE, signing_time=now, reason=reason)
+                        decision=decision, signing_time=now, reason=reason)
     except ValueError as exc:
         raise _cli_error(str(exc)) from None
     signed = sign_document(action_element(action), key, cert, now)
@@ -172,7 +173,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def register(registry) -> None:
     group_help = "sign and submit approval actions (覆核, 會計主管, 首長, 放行, treasury)"
-    p = registry.command("action", "sign", help="sign an approval or rejection of one voucher revision",
+    p = registry.command("action", "sign", help="sign an approval, rejection or withdrawal of one voucher revision",
                          handler=_sign, group_help=group_help)
     p.add_argument("--key", required=True, help="signer's private key (PEM)")
     p.add_argument("--cert", required=True, help="signer's certificate (PEM)")
@@ -183,7 +184,9 @@ def register(registry) -> None:
     decision.add_argument("--approve", action="store_true", help="approve at this stage")
     decision.add_argument("--reject", metavar="CODE", choices=[code.value for code in ReasonCode],
                           help="send back (退件) with this reason code")
-    p.add_argument("--reason", metavar="TEXT", help="why, with --reject")
+    decision.add_argument("--cancel", action="store_true",
+                          help="withdraw the voucher (撤回; --stage preparer, before release or instead of a correction)")
+    p.add_argument("--reason", metavar="TEXT", help="why, with --reject or --cancel")
     p.add_argument("--previous", metavar="ACTION_FILE", help="the previous stage's signed action (all but the reviewer)")
     p.add_argument("--out", default="-", help="where to write the signed action (default: standard output)")
 

@@ -30,13 +30,15 @@ SCHEMA_VERSION = "1.0"
 _Q = "{%s}" % NS
 _VOUCHER_ID = re.compile(r"[0-9]{9}[A-Z0-9]-[0-9]{3}-[0-9A-Z]{1,12}\Z")
 
-ACTION_STAGES = (Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER, Actor.TREASURY)
-"""The stages an action can decide: the preparer's stage is the voucher itself."""
+ACTION_STAGES = (Actor.PREPARER, Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER, Actor.TREASURY)
+"""The stages an action can name: the preparer's approval is the voucher itself, so the preparer's only
+action is a withdrawal (cancel)."""
 
 
 class Decision(enum.Enum):
     APPROVE = "approve"
     REJECT = "reject"  # 退件
+    CANCEL = "cancel"  # 撤回: the preparer withdraws the voucher
 
 
 class ReasonCode(enum.Enum):
@@ -49,6 +51,7 @@ class ReasonCode(enum.Enum):
     PURPOSE_NOT_ALLOWED = "purpose-not-allowed"  # 用途不合法令
     BUDGET_EXCEEDED = "budget-exceeded"  # 超過分配預算
     DUPLICATE_PAYMENT = "duplicate-payment"  # 重複付款
+    WITHDRAWN = "withdrawn"  # 撤回
     OTHER = "other"
 
 
@@ -81,7 +84,9 @@ class Action:
         if self.stage not in ACTION_STAGES:
             raise ValueError(f"no action decides the {self.stage.value} stage")
         if (self.reason is None) != (self.decision is Decision.APPROVE):
-            raise ValueError("a rejection needs a reason and an approval must not carry one")
+            raise ValueError("a rejection or cancellation needs a reason and an approval must not carry one")
+        if (self.stage is Actor.PREPARER) != (self.decision is Decision.CANCEL):
+            raise ValueError("only the preparer cancels, and the preparer's only action is to cancel")
         if self.signing_time.tzinfo is None or self.signing_time.utcoffset() is None:
             raise ValueError("signing_time must be timezone-aware")
 
@@ -142,9 +147,13 @@ def read_action(root: etree._Element) -> Action:
         parts = {c.tag[len(_Q):]: (c.text or "").strip() for c in fields["Reason"] if isinstance(c.tag, str)}
         reason = Reason(ReasonCode(parts["Code"]), parts["Text"])
     decision = Decision(text("Decision"))
-    if decision is Decision.REJECT and reason is None:
-        raise Refusal("action-reason-missing", "a rejection (退件) must say why: add Reason with Code and Text",
+    stage = Actor(text("Stage"))
+    if decision is not Decision.APPROVE and reason is None:
+        raise Refusal("action-reason-missing", f"a {decision.value} must say why: add Reason with Code and Text",
                       path=tree_path(fields["Decision"]))
+    if (stage is Actor.PREPARER) != (decision is Decision.CANCEL):
+        raise Refusal("action-decision-invalid", "only the preparer cancels, and the preparer's only action is "
+                      f"to cancel (got {decision.value} by the {stage.value})", path=tree_path(fields["Decision"]))
     if decision is Decision.APPROVE and reason is not None:
         raise Refusal("action-reason-forbidden", "an approval carries no Reason; to send the voucher back, "
                       "use Decision reject", path=tree_path(fields["Reason"]))
@@ -154,7 +163,7 @@ def read_action(root: etree._Element) -> Action:
         raise Refusal("signature-time-invalid", f"SigningTime {text('SigningTime')!r} is not a date and time",
                       path=tree_path(fields["SigningTime"])) from None
     return Action(voucher_id=text("VoucherId"), revision=int(text("Revision")), voucher_sha256=text("VoucherSha256"),
-                  previous_sha256=text("PreviousSha256"), stage=Actor(text("Stage")), decision=decision,
+                  previous_sha256=text("PreviousSha256"), stage=stage, decision=decision,
                   signing_time=signing_time, reason=reason)
 
 

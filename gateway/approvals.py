@@ -12,7 +12,8 @@ what happens, or refuses with a code, checking in this order:
 4. the action names the previous signed document of the chain (``action-chain-broken``);
 5. separation of duties: the signer is not anyone who signed another stage of this revision, by
    registry person, certificate key or certificate (``separation-of-duties``), unless an explicit
-   registry exception lets that person combine those two stages.
+   registry exception lets that person combine those two stages. A withdrawal (cancel, by a preparer)
+   approves nothing, so the preparer who signed the voucher may sign it.
 
 Pure: the registry, the flow and the action are arguments; the adapter stores the outcome in one
 transaction that also checks the flow did not change meanwhile.
@@ -79,7 +80,7 @@ class Step:
     grant: Grant
 
 
-_EVENT_OF = {Decision.APPROVE: Event.APPROVE, Decision.REJECT: Event.REJECT}
+_EVENT_OF = {Decision.APPROVE: Event.APPROVE, Decision.REJECT: Event.REJECT, Decision.CANCEL: Event.CANCEL}
 
 
 def decide_action(flow: Flow, verified: VerifiedAction, registry: RoleRegistry) -> Step:
@@ -99,7 +100,8 @@ def decide_action(flow: Flow, verified: VerifiedAction, registry: RoleRegistry) 
         raise Refusal("action-chain-broken", f"PreviousSha256 must name the last signed document of this "
                       f"revision's chain ({flow.chain_head}), not {action.previous_sha256}",
                       path="/Action/PreviousSha256")
-    for earlier in flow.signatures:
+    # A withdrawal is not an approval: the preparer who signed the voucher may withdraw it.
+    for earlier in (flow.signatures if row.event is not Event.CANCEL else ()):
         if earlier.same_holder(grant.person, verified.signer) and not registry.permits_combined(
                 flow.agency, grant.person, Role(earlier.actor.value), role, action.signing_time):
             raise Refusal("separation-of-duties", f"{grant.person} already signed this revision as "

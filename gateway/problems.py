@@ -69,6 +69,7 @@ TITLES: dict[str, str] = {
     "bad-request": "The request is not understood",
     "action-reason-missing": "A rejection does not say why",
     "action-reason-forbidden": "An approval carries a rejection reason",
+    "action-decision-invalid": "This stage cannot take this decision",
     "action-voucher-mismatch": "The action is about other voucher bytes",
     "action-out-of-order": "The voucher does not await this decision now",
     "action-chain-broken": "The action does not name the previous signed document",

@@ -52,7 +52,7 @@ class ActionOutcome:
     voucher_status: str
 
     def __post_init__(self) -> None:
-        if self.decision not in ("approve", "reject"):
+        if self.decision not in ("approve", "reject", "cancel"):
             raise ValueError(f"unknown decision {self.decision!r}")
         if not re.fullmatch(r"[a-z][a-z-]{0,39}", self.voucher_status):
             raise ValueError(f"not a workflow status: {self.voucher_status!r}")

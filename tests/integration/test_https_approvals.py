@@ -284,3 +284,29 @@ def sign_voucher_for():
         return sign_document(voucher_to_xml(voucher), load_key(who / "key.pem"), load_cert(who / "cert.pem"), NOW)
 
     return sign
+
+
+def test_the_preparer_may_withdraw_a_voucher_before_release_and_nothing_moves_it_afterwards(served, factory,
+                                                                                            tmp_path):
+    voucher, voucher_file = submitted(served, factory, tmp_path)
+    reviewed = sign_action(tmp_path, served, signer=person(served, "reviewer"), stage="reviewer", voucher=voucher_file)
+    assert post_action(served, voucher.voucher_id, reviewed)[0] == 202
+    # A reviewer cannot cancel; the preparer who signed the voucher can (a withdrawal approves nothing).
+    out = tmp_path / "cancel.xml"
+    who = person(served, "preparer")
+    signed = subprocess.run([VGW, "action", "sign", "--key", str(who / "key.pem"), "--cert", str(who / "cert.pem"),
+                             "--voucher", voucher.voucher_id, "--previous", str(reviewed), "--stage", "preparer",
+                             "--cancel", "--reason", "契約解除，不再付款", "--out", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert signed.returncode == 0, signed.stderr
+    status, _, receipt = post_action(served, voucher.voucher_id, out)
+    assert status == 202, receipt
+    read = verify_receipt(receipt, gateway_cert=load_cert(served.pki_dir / "gateway/cert.pem"),
+                          now=datetime.datetime.now(datetime.timezone.utc))
+    assert (read.action.decision, read.action.voucher_status) == ("cancel", "cancelled")
+    state = status_of(served, voucher.voucher_id)
+    assert state["status"] == "cancelled" and state["history"][-1]["reason_code"] == "withdrawn"
+    late = sign_action(tmp_path, served, signer=person(served, "accountant"), stage="accountant",
+                       voucher=voucher.voucher_id, previous=out)
+    status, _, body = post_action(served, voucher.voucher_id, late)
+    assert status == 409 and problem(body)["code"] == "voucher-not-pending"

@@ -88,7 +88,7 @@ def act(flow: Flow, person: str, stage: Actor, *, decision: Decision = Decision.
         voucher_sha256: str | None = None) -> tuple[VerifiedAction, object]:
     action = Action(flow.voucher_id, flow.revision, voucher_sha256 or flow.voucher_sha256,
                     previous if previous is not None else flow.chain_head, stage, decision, at,
-                    Reason(ReasonCode.OTHER, "see note") if decision is Decision.REJECT else None)
+                    Reason(ReasonCode.OTHER, "see note") if decision is not Decision.APPROVE else None)
     verified = VerifiedAction(action, identity(PEOPLE[person][0]), digest())
     return verified, decide_action(flow, verified, REGISTRY)
 
@@ -199,7 +199,7 @@ def test_registry_exceptions_must_say_why_and_name_two_roles():
 # --- the state machine ----------------------------------------------------------------------------------------
 
 SIGNERS = st.sampled_from(sorted(PEOPLE))
-STAGES = st.sampled_from([Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER, Actor.TREASURY])
+STAGES = st.sampled_from([Actor.PREPARER, Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER, Actor.TREASURY])
 HOLDERS = {role: sorted(p for p, (_, roles) in PEOPLE.items() if any(r is role for _, r, *_ in roles)) for role in Role}
 RESERVING = {Status.TREASURY_ACCEPTED, Status.HELD, Status.BATCHED}
 
@@ -241,10 +241,10 @@ class ApprovalMachine(RuleBasedStateMachine):
         if aim and awaited is not None:
             stage = awaited
             person = data.draw(st.sampled_from(HOLDERS[Role(awaited.value)]))
-        reject = reject == 0
+        decision = Decision.CANCEL if stage is Actor.PREPARER else Decision.REJECT if reject == 0 else Decision.APPROVE
         previous = flow.chain_head if chained else digest()
         try:
-            verified, step = act(flow, person, stage, decision=Decision.REJECT if reject else Decision.APPROVE,
+            verified, step = act(flow, person, stage, decision=decision,
                                  at=T0 + datetime.timedelta(hours=hours), previous=previous)
         except Refusal as refusal:
             assert refusal.code and refusal.message  # every refusal has a code and says why
@@ -299,10 +299,13 @@ class ApprovalMachine(RuleBasedStateMachine):
     def released_only_with_five_valid_ordered_signatures_by_five_people(self):
         for flow in getattr(self, "flows", {}).values():
             agency_stages = [s for s in flow.signatures if s.actor is not Actor.TREASURY]
+            if flow.status is Status.CANCELLED:  # withdrawn before release by a preparer
+                assert agency_stages[-1].actor is Actor.PREPARER and len(agency_stages) <= 6  # 5 approvals + it
+                agency_stages = agency_stages[:-1]
             if flow.status in (Status.RECEIVED, Status.REVIEWED, Status.ACCOUNTANT_APPROVED, Status.HEAD_APPROVED):
                 assert len(agency_stages) == STAGE_ORDER.index(Role(AWAITING[flow.status].value))
                 continue
-            if flow.status is Status.REJECTED and len(agency_stages) < 5:
+            if flow.status in (Status.REJECTED, Status.CANCELLED) and len(agency_stages) < 5:
                 continue  # sent back inside the agency
             assert [s.actor for s in agency_stages[:5]] == [Actor.of(r) for r in STAGE_ORDER], flow
             for signature in flow.signatures:
@@ -310,7 +313,8 @@ class ApprovalMachine(RuleBasedStateMachine):
                 agency = TREASURY_AGENCY if role is Role.TREASURY else AGENCY
                 number = PEOPLE[signature.person][0]
                 REGISTRY.authorise(identity(number), agency, role, signature.signed_at)  # raises if not valid
-            for a, b in itertools.combinations(flow.signatures, 2):
+            approvals = flow.signatures if flow.status is not Status.CANCELLED else flow.signatures[:-1]
+            for a, b in itertools.combinations(approvals, 2):
                 if a.person == b.person:
                     assert REGISTRY.permits_combined(AGENCY, a.person, Role(a.actor.value), Role(b.actor.value),
                                                      b.signed_at), (a, b)
@@ -343,4 +347,17 @@ def test_the_machine_reaches_every_state_it_is_meant_to_explore():
         max_examples=100, stateful_step_count=80, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.too_slow]))  # derandomized: the same runs every time, no flake
     assert {Status.RELEASED, Status.HELD, Status.TREASURY_ACCEPTED, Status.PAID, Status.RETURNED, Status.REJECTED,
-            Status.RECEIVED} <= REACHED, REACHED
+            Status.RECEIVED, Status.CANCELLED} <= REACHED, REACHED
+
+
+def test_only_a_preparer_withdraws_and_the_voucher_is_then_final():
+    flow = approved_through(new_flow(60), "reviewer")
+    cancelled = act(flow, "preparer", Actor.PREPARER, decision=Decision.CANCEL)[1].flow  # the voucher's own signer
+    assert cancelled.status is Status.CANCELLED
+    refused("voucher-not-pending", cancelled, "accountant", Actor.ACCOUNTANT)
+    refused("signer-not-authorised", flow, "reviewer", Actor.PREPARER, decision=Decision.CANCEL)
+    released = approved_through(new_flow(61), "reviewer", "accountant", "head", "releaser")
+    refused("action-out-of-order", released, "preparer", Actor.PREPARER, decision=Decision.CANCEL)
+    with pytest.raises(ValueError, match="only the preparer cancels"):
+        Action(flow.voucher_id, 1, flow.voucher_sha256, flow.chain_head, Actor.REVIEWER, Decision.CANCEL, T0,
+               Reason(ReasonCode.WITHDRAWN, "x"))
