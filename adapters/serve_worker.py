@@ -10,6 +10,7 @@ stop when the supervisor goes away.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import traceback
@@ -31,7 +32,8 @@ class _Lifeline(protocol.Protocol):
         try:
             self.factory.reactor.stop()
         except ReactorNotRunning:  # already stopping (SIGTERM closes every connection, this one too)
-            pass
+            return
+        self.factory.seat.orphaned = True
 
 
 class WorkerSeat:
@@ -43,6 +45,8 @@ class WorkerSeat:
         self.spec = spec
         self.control = control
         self.metrics = SharedMetrics(spec.metrics_dir)
+        self.orphaned = False
+        """True once the supervisor went away without stopping us: nobody else will remove the metrics files."""
 
     def start(self, reactor, site, tls) -> None:
         """Adopt the supervisor's listeners (before the reactor runs) and report ready once it does."""
@@ -61,10 +65,17 @@ class WorkerSeat:
         self.metrics.start_publishing(reactor)
         self.control.setblocking(False)
         lifeline = protocol.Factory.forProtocol(_Lifeline)
-        lifeline.reactor = reactor
+        lifeline.reactor, lifeline.seat = reactor, self
+        reactor.addSystemEventTrigger("after", "shutdown", self._remove_metrics_if_orphaned)
         transport = reactor.adoptStreamConnection(self.control.fileno(), socket.AF_UNIX, lifeline)
         self.control.close()  # the reactor holds its own duplicate
         reactor.callWhenRunning(transport.write, READY)
+
+    def _remove_metrics_if_orphaned(self) -> None:
+        """A supervisor killed outright cannot remove the metrics directory; its workers do, each as it
+        stops (whichever is first; the others' open files stay valid until they exit)."""
+        if self.orphaned:
+            shutil.rmtree(self.spec.metrics_dir, ignore_errors=True)
 
     def _name_responses(self, site) -> None:
         """Every response names the worker that made it (``X-VGW-Worker: 2``): which one answered is then

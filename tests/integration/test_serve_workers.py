@@ -42,7 +42,8 @@ class Supervised(Gateway):
         self.process = subprocess.Popen(
             [VGW, "serve", "--pki", str(self.pki_dir), "--listen", "127.0.0.1:0", "--store", self.store_url,
              "--workers", str(WORKERS), "--threads", "2", "--metrics-listen", "127.0.0.1:0", *self.extra],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env)
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+            env={**(self.env or os.environ), "TMPDIR": str(self.log.parent)})  # where the metrics directory goes
         ready = wait_until_ready(self.process, self.log, timeout=90)
         fields = dict(part.split("=", 1) for part in ready.split()[4:])
         self.port, self.metrics = https_port(ready), fields["metrics"]
@@ -50,9 +51,14 @@ class Supervised(Gateway):
         assert int(fields["workers"]) == WORKERS and len(set(self.pids)) == WORKERS
 
     def kill_everything(self) -> None:
-        """Test teardown only: whatever is still running goes, so a failed test leaves no process behind."""
-        self.process.kill()
-        self.process.wait(timeout=30)
+        """Test teardown: a graceful stop, and then whatever still runs goes, so no test leaves a process."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
         for pid in self.pids:
             try:
                 if b"adapters.serve_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
@@ -148,6 +154,7 @@ def test_sigterm_stops_every_worker_gracefully_and_the_store_is_whole(supervised
     supervised.process.send_signal(signal.SIGTERM)
     assert supervised.process.wait(timeout=60) == 0, supervised.log.read_text(errors="replace")[-3000:]
     wait_until_gone(supervised.pids)
+    assert not list(supervised.log.parent.glob("vgw-metrics-*"))
     store = open_store(supervised.store_url)
     try:
         assert len(store.list_for_agency(AGENCY_A)[0]) == accepted
@@ -167,9 +174,11 @@ def test_a_dead_worker_stops_the_others_and_the_supervisor_exits_70(supervised):
 
 
 def test_workers_stop_by_themselves_when_the_supervisor_is_killed(supervised):
+    assert len(list(supervised.log.parent.glob("vgw-metrics-*"))) == 1
     supervised.process.kill()
     supervised.process.wait(timeout=30)
     wait_until_gone(supervised.pids)
+    assert not list(supervised.log.parent.glob("vgw-metrics-*")), "the workers left the metrics files behind"
 
 
 def test_each_worker_consumes_amqp_and_every_message_is_answered_once(pki_dir, tmp_path, factory):
