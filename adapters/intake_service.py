@@ -87,7 +87,7 @@ class IntakeService:
             raise Refusal("agency-mismatch", f"agency {agency} may not submit vouchers of agency "
                           f"{voucher.agency_code}")
         submission = Submission.of(verified)
-        decision = decide_intake(submission, self._history(voucher.voucher_id))
+        decision = self._decide(submission)
         if isinstance(decision, Duplicate):
             return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
                           outcome="duplicate")
@@ -103,28 +103,37 @@ class IntakeService:
         if decision.correction_of is not None:
             rejected = self.store.get(voucher.voucher_id, decision.correction_of)
             also = supersede_write(rejected, voucher.revision, now)
+        elif decision.replaces is not None:
+            replaced = self.store.get(decision.replaces.voucher_id, decision.replaces.revision)
+            also = supersede_write(replaced, voucher.revision, now, by_voucher=voucher.voucher_id)
         try:
             self.store.record_intake(record, event, also)
-        except StatusChanged:
-            # The rejected revision moved (cancelled, or superseded by a racing correction) between our read
-            # and our write; nothing was stored. Its history now decides, as for any new submission.
-            decision = decide_intake(submission, self._history(voucher.voucher_id))
-            if isinstance(decision, Duplicate):
-                return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
-                              outcome="duplicate")
-            raise (decision.refusal if not isinstance(decision, Accept)
-                   else Refusal("voucher-busy", f"{voucher.voucher_id} changed while this correction was stored; "
-                                "send it again")) from None
-        except AlreadyStored:
-            # Another request stored this revision between our read and our write: decide again on what
-            # is stored now (the same bytes are a duplicate, other bytes a conflict).
-            decision = decide_intake(submission, self._history(voucher.voucher_id))
-            if isinstance(decision, Duplicate):
-                return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=voucher.voucher_id,
-                          outcome="duplicate")
-            raise decision.refusal from None  # with this revision now stored: a conflict (or not accepted)
+        except (AlreadyStored, StatusChanged):
+            # Between our read and our write another request stored this revision, or moved the revision this
+            # one corrects or replaces; nothing was stored. Decide again on what is stored now: the same bytes
+            # are a duplicate, other bytes a conflict.
+            return self._decided_again(submission)
         return Answer(202, RECEIPT_XML, signed_receipt, {"Location": f"/v1/vouchers/{voucher.voucher_id}"},
                       voucher_id=voucher.voucher_id, outcome="accepted")
+
+    def _decided_again(self, submission: Submission) -> Answer:
+        decision = self._decide(submission)
+        if isinstance(decision, Duplicate):
+            return Answer(200, RECEIPT_XML, decision.original_receipt, voucher_id=submission.voucher_id,
+                          outcome="duplicate")
+        if isinstance(decision, Accept):
+            raise Refusal("voucher-busy", f"{submission.voucher_id} changed while it was stored; send it again")
+        raise decision.refusal
+
+    def _decide(self, submission: Submission):
+        """The intake decision on what the store holds now: this voucher's revisions and, for a replacement
+        of another voucher, that voucher's status."""
+        replaced_status = None
+        ref = submission.corrects
+        if ref is not None and ref.voucher_id != submission.voucher_id:
+            replaced = self.store.get(ref.voucher_id, ref.revision)
+            replaced_status = replaced.status if replaced is not None else None
+        return decide_intake(submission, self._history(submission.voucher_id), replaced_status)
 
     def _due_on(self, now: datetime, voucher) -> date | None:
         """The voucher's deadline; None (logged for operators) when the calendar does not reach that far, which

@@ -160,10 +160,12 @@ def system_write(record: IntakeRecord, event: Event, actor: Actor, at: datetime.
     return WorkflowWrite(changes=(change,), events=(audit,), budget=budget_ops(row, record))
 
 
-def supersede_write(rejected: IntakeRecord, by_revision: int, at: datetime.datetime) -> WorkflowWrite:
-    """A correction was received: the rejected revision it replaces becomes superseded (same transaction)."""
-    return system_write(rejected, Event.SUPERSEDE, Actor.GATEWAY, at, actor_name=GATEWAY_ACTOR,
-                        detail={"by_revision": by_revision})
+def supersede_write(rejected: IntakeRecord, by_revision: int, at: datetime.datetime, *,
+                    by_voucher: str | None = None) -> WorkflowWrite:
+    """A correction (or a replacement under another voucher id, ``by_voucher``) was received: the rejected
+    revision it replaces becomes superseded, in the same transaction."""
+    detail = {"by_revision": by_revision} | ({"by_voucher": by_voucher} if by_voucher else {})
+    return system_write(rejected, Event.SUPERSEDE, Actor.GATEWAY, at, actor_name=GATEWAY_ACTOR, detail=detail)
 
 
 _BUDGET_KINDS = {Budget.RESERVE: "reserve", Budget.CONSUME: "consume", Budget.FREE: "free"}

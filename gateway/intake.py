@@ -14,12 +14,17 @@ nothing, and the revision is above 1                   :class:`RevisionNotAccept
 other revisions: the next one (latest + 1), the        :class:`Accept` (``correction_of`` = latest)
 latest was rejected (退件), and ``Corrects`` names it
 other revisions, any of those three not so             :class:`RevisionNotAccepted`, saying which
+nothing; revision 1 whose ``Corrects`` names ANOTHER   :class:`Accept` (``replaces`` = that revision) if that
+voucher of the agency (re-issued under a new number   revision is the latest and was sent back (rejected):
+after 退件)                                             it becomes superseded in the same transaction; else
+                                                       :class:`RevisionNotAccepted`
 =====================================================  ==================================================
 
 Why these rules: a retry of the same bytes must be harmless (the agency cannot tell a lost answer from a
 lost request, so it resends), while different bytes under a revision we already hold would silently
 replace a signed payment order; and a voucher may only move on while the treasury has sent it back,
-otherwise two live revisions of one payment could both be paid.
+otherwise two live revisions of one payment could both be paid. The same holds for a replacement under a
+new voucher number: it is accepted only while the voucher it replaces is sent back, which it supersedes.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class Accept:
 
     correction_of: int | None = None
     """The rejected revision this one replaces, if it is a correction."""
+    replaces: VoucherRef | None = None
+    """Another voucher's revision this new voucher replaces (revision 1 with a cross-voucher Corrects)."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +152,17 @@ def _not_accepted(message: str, path: str) -> RevisionNotAccepted:
     return RevisionNotAccepted(Problem("revision-not-accepted", message, path=path))
 
 
-def decide_intake(submission: Submission, history: Sequence[PriorRevision]) -> Decision:
-    """Decide what to do with ``submission`` given ``history`` (every stored revision of its voucher id).
+REPLACEABLE = frozenset({"rejected"})
+"""Statuses in which another voucher may replace a revision. Only rejected: superseding it in the same
+transaction makes the replacement exclusive (a second one finds it superseded). A voucher returned by the
+bank (退匯) is re-remitted through the bank-return flow; a cancelled one needs no link."""
+
+
+def decide_intake(submission: Submission, history: Sequence[PriorRevision],
+                  replaced_status: str | None = None) -> Decision:
+    """Decide what to do with ``submission`` given ``history`` (every stored revision of its voucher id) and,
+    for a revision 1 whose Corrects names another voucher, ``replaced_status`` (that revision's workflow
+    status, None if it was never received).
 
     The history must be read in the same transaction that stores an accepted voucher, or two concurrent
     submissions could both be accepted; a unique key on (voucher id, revision) in the store backs this up.
@@ -167,6 +183,16 @@ def decide_intake(submission: Submission, history: Sequence[PriorRevision]) -> D
             path=_REVISION_PATH))
 
     if not by_revision:
+        replaced = submission.corrects
+        if submission.revision == 1 and replaced is not None and replaced.voucher_id != submission.voucher_id:
+            if replaced_status is None:
+                return _not_accepted(f"{replaced.voucher_id} revision {replaced.revision}, which this voucher says it "
+                                     "replaces (Corrects), was never received", _CORRECTS_PATH)
+            if replaced_status not in REPLACEABLE:
+                return _not_accepted(f"{replaced.voucher_id} revision {replaced.revision} is {replaced_status}: a "
+                                     "voucher replaces another only while that one is sent back (退件) awaiting "
+                                     "correction", _CORRECTS_PATH)
+            return Accept(replaces=replaced)
         if submission.revision == 1:
             return Accept()
         return _not_accepted(

@@ -310,3 +310,32 @@ def test_the_preparer_may_withdraw_a_voucher_before_release_and_nothing_moves_it
                        voucher=voucher.voucher_id, previous=out)
     status, _, body = post_action(served, voucher.voucher_id, late)
     assert status == 409 and problem(body)["code"] == "voucher-not-pending"
+
+
+def test_a_new_voucher_may_replace_one_sent_back_once_and_never_a_live_one(served, factory, tmp_path):
+    rejected, rejected_file = submitted(served, factory, tmp_path)
+    refusal = sign_action(tmp_path, served, signer=person(served, "reviewer"), stage="reviewer", voucher=rejected_file,
+                          reject=("payee-wrong", "帳號錯誤，請以新憑單重開"))
+    assert post_action(served, rejected.voucher_id, refusal)[0] == 202
+    live, _ = submitted(served, factory, tmp_path)
+
+    def replacement(of) -> tuple[object, bytes]:
+        voucher = dataclasses.replace(factory.voucher(AGENCY_A, today=NOW.date(), voucher_number=f"AP{next(_numbers):06d}"),
+                                      budget_subject=AMPLE, corrects=of.ref)
+        who = person(served, "preparer")
+        return voucher, sign_document(voucher_to_xml(voucher), load_key(who / "key.pem"), load_cert(who / "cert.pem"),
+                                      NOW)
+
+    new, data = replacement(rejected)
+    status, _, receipt = call(served, "POST", "/v1/vouchers", data)
+    assert status == 202, receipt
+    old = status_of(served, rejected.voucher_id)
+    assert old["status"] == "superseded" and old["history"][-1]["role"] == "gateway"
+    assert status_of(served, new.voucher_id)["status"] == "received"
+    second, data = replacement(rejected)
+    status, _, body = call(served, "POST", "/v1/vouchers", data)
+    assert status == 409 and problem(body)["code"] == "revision-not-accepted"
+    _, data = replacement(live)
+    status, _, body = call(served, "POST", "/v1/vouchers", data)
+    assert status == 409 and "is received" in problem(body)["detail"]
+    assert status_of(served, live.voucher_id)["status"] == "received"

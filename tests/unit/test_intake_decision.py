@@ -186,3 +186,18 @@ def test_new_bytes_are_accepted_only_as_the_correction_of_the_rejected_latest(hi
         assert decision == Accept(correction_of=latest.revision)
     else:
         assert isinstance(decision, RevisionNotAccepted)
+
+
+# --- replacing another voucher (revision 1 whose Corrects names another voucher id) ------------------------------
+
+def test_a_new_voucher_may_replace_another_only_while_that_one_is_sent_back() -> None:
+    replacing = submit(1, corrects=OTHER)
+    assert decide_intake(replacing, [], replaced_status="rejected") == Accept(replaces=OTHER)
+    assert "was never received" in not_accepted(decide_intake(replacing, [], replaced_status=None))
+    for status in ("received", "released", "treasury-accepted", "paid", "superseded", "returned", "cancelled"):
+        assert f"is {status}" in not_accepted(decide_intake(replacing, [], replaced_status=status))
+
+
+def test_a_replacement_sent_again_is_a_duplicate_whatever_became_of_the_replaced_voucher() -> None:
+    stored = prior(1, rejected=False)
+    assert decide_intake(submit(1, corrects=OTHER), [stored], replaced_status="superseded") == Duplicate(stored.receipt)
