@@ -1,9 +1,16 @@
-"""``vgw demo``: what ``make demo`` runs — the signed-voucher core, for real, on one machine.
+"""``vgw demo``: what ``make demo`` runs — the signed-voucher core and the gateway, for real, on one machine.
 
-Until the gateway service and the simulators land it shows the foundation: a test PKI with a running
-OCSP responder, agencies' vouchers prepared, signed and verified (chain, OCSP/CRL, role registry,
-business rules), and forgeries refused with their stable error codes. It exits 0 only if every genuine
-voucher was accepted and every forgery refused with the expected code.
+Part 1, in-process: a test PKI with a running OCSP responder, agencies' vouchers prepared, signed and
+verified (chain, OCSP/CRL, role registry, business rules), and forgeries refused with their stable error codes.
+
+Part 2, the approval workflow through a real ``vgw serve`` on the embedded default (SQLite in the demo's work
+folder): allotments loaded with ``vgw budget load``, then over mTLS as the agency's system a few vouchers
+submitted and taken through reviewer, accountant, head and releaser with signed actions (each naming the
+SHA-256 of the previous signed document) to ``treasury-accepted``; one sent back by the accountant
+(``amount-wrong``), corrected as revision 2 and approved; one over its allotment sent back by the treasury
+check (``budget-exceeded``); one action out of order refused (``action-out-of-order``).
+
+It exits 0 only if every outcome in the table is the expected one.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
+import http.client
 import json
 import shutil
 import socket
@@ -21,14 +30,18 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.actions import Action, Decision, Reason, ReasonCode, action_element
 from gateway.bank_directory import BankDirectory
 from gateway.errors import Refusal
 from gateway.roles import Role
 from gateway.signing import sign_document
 from gateway.voucher_check import check_signed_voucher
 from gateway.voucher_xml import voucher_to_xml
+from gateway.workflow import Actor
 
+from .mtls_load import Connection
 from .pki.layout import init_pki, load_cert, load_key, revoke
+from .served_gateway import ServedGateway
 from .voucher_factory import VoucherFactory
 
 
@@ -38,6 +51,7 @@ class Outcome:
     expected: str  # "accepted" or an error code
     got: str
     detail: str = ""
+    part: str = "in-process"  # or "gateway": the approval workflow through `vgw serve`
 
     @property
     def ok(self) -> bool:
@@ -58,13 +72,15 @@ class DemoReport:
         return bool(self.outcomes) and all(o.ok for o in self.outcomes)
 
     def as_dict(self) -> dict:
+        signed = [o for o in self.outcomes if o.part == "in-process"]
         return {
             "ok": self.ok, "pki_dir": self.pki_dir, "ocsp_url": self.ocsp_url, "seconds": round(self.seconds, 2),
-            "accepted": sum(1 for o in self.outcomes if o.got == "accepted"),
-            "refused": sum(1 for o in self.outcomes if o.got != "accepted"),
+            "accepted": sum(1 for o in signed if o.got == "accepted"),
+            "refused": sum(1 for o in signed if o.got != "accepted"),
             "payments_accepted": self.payments, "amount_accepted": self.amount,
-            "outcomes": [{"name": o.name, "expected": o.expected, "got": o.got, "ok": o.ok, "detail": o.detail}
-                         for o in self.outcomes],
+            "workflow": sum(1 for o in self.outcomes if o.part == "gateway"),
+            "outcomes": [{"name": o.name, "expected": o.expected, "got": o.got, "ok": o.ok, "detail": o.detail,
+                          "part": o.part} for o in self.outcomes],
         }
 
 
@@ -171,21 +187,179 @@ def run_demo(work: Path, *, agencies: int = 3, vouchers: int = 5, payroll_lines:
         check("revoked-signer", sign(factory.voucher(b, today=now.date()), b, "deputy"), "certificate-revoked",
               Role.REVIEWER)
 
+    run_workflow(work, pki_dir, manifest, factory, codes[0], report, signed_dir / "workflow")
     report.seconds = time.monotonic() - started
     if out is not None:
         shutil.copytree(pki_dir, out / "pki", dirs_exist_ok=True)
     return report
 
 
+AMPLE_SUBJECT, SCARCE_SUBJECT = "1010101010", "2020202020"
+"""The budget subjects of part 2: one allotted what its vouchers total, one allotted NT$ 1."""
+STAGES = (Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER)
+
+
+def run_workflow(work: Path, pki_dir: Path, manifest: dict, factory: VoucherFactory, agency: str,
+                 report: DemoReport, evidence: Path) -> None:
+    """Part 2: the approval workflow through a real ``vgw serve`` on SQLite in ``work``, as ``agency``'s system."""
+    evidence.mkdir(parents=True, exist_ok=True)
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    people = manifest["agencies"][agency]["people"]
+    signers = {role: (load_key(Path(e["key"])), load_cert(Path(e["cert"]))) for role, e in people.items()}
+
+    def sign(data, role: str) -> bytes:
+        at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)  # Action and XAdES time alike
+        return sign_document(data, *signers[role], at)
+
+    def new_voucher(subject: str):
+        return replace(factory.voucher(agency, today=today), budget_subject=subject)
+
+    ample = [new_voucher(AMPLE_SUBJECT) for _ in range(4)]  # three approved, one sent back and corrected
+    corrected = factory.correction(ample[3])
+    scarce = new_voucher(SCARCE_SUBJECT)
+    allotments = {(agency, ample[0].fiscal_year, AMPLE_SUBJECT): sum(v.total_amount for v in ample[:3] + [corrected]),
+                  (agency, scarce.fiscal_year, SCARCE_SUBJECT): 1}
+
+    store_file = work / "gateway.sqlite3"
+    for leftover in (store_file, Path(f"{store_file}-wal"), Path(f"{store_file}-shm")):
+        leftover.unlink(missing_ok=True)  # a kept --dir: the same voucher ids again, a fresh store
+    store = f"sqlite:///{store_file}"
+    csv_file = work / "allotments.csv"
+    csv_file.write_text("agency,fiscal_year,budget_subject,amount\n" + "".join(
+        f"{a},{y},{s},{amount}\n" for (a, y, s), amount in sorted(allotments.items())), encoding="utf-8")
+    loaded = subprocess.run([sys.executable, "-m", "adapters.cli", "budget", "load", "--store", store,
+                             "--operator", "vgw-demo", str(csv_file)], capture_output=True, text=True, timeout=60)
+    report.outcomes.append(Outcome("budget-load", "loaded", "loaded" if loaded.returncode == 0 else "failed",
+                                   f"{len(allotments)} allotments" if loaded.returncode == 0
+                                   else (loaded.stderr or loaded.stdout).strip()[-200:], "gateway"))
+    if loaded.returncode != 0:
+        return
+
+    try:
+        gateway = ServedGateway(pki_dir, store, work / "serve.log", threads=4, ready_timeout=60)
+    except RuntimeError as exc:
+        report.outcomes.append(Outcome("vgw-serve", "ready", "failed", str(exc)[-300:], "gateway"))
+        return
+    try:
+        tls = pki_dir / "agencies" / agency / "tls"
+        client = Connection(port=gateway.port, cafile=str(pki_dir / "root/cert.pem"), cert=str(tls / "cert.pem"),
+                            key=str(tls / "key.pem"), timeout=30)
+
+        def get(path: str) -> dict:
+            conn = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=client.context, timeout=30)
+            try:
+                conn.request("GET", path)
+                reply = conn.getresponse()
+                body = reply.read()
+            finally:
+                conn.close()
+            return json.loads(body) if reply.status == 200 else {"status": f"http-{reply.status}", "history": []}
+
+        def code_of(status: int, body: bytes) -> str:
+            if status == 202:
+                return "accepted"
+            try:
+                return json.loads(body)["code"]
+            except (ValueError, KeyError, TypeError):
+                return f"http-{status}"
+
+        def submit(voucher) -> bytes | None:
+            data = sign(voucher_to_xml(voucher), "preparer")
+            (evidence / f"{voucher.voucher_id}-r{voucher.revision}.xml").write_bytes(data)
+            status, body = client.post("/v1/vouchers", data)
+            if status != 202:
+                report.outcomes.append(Outcome(f"submit-{voucher.voucher_id}-r{voucher.revision}", "accepted",
+                                               code_of(status, body), body[:200].decode(errors="replace"), "gateway"))
+                return None
+            return data
+
+        def act(voucher, voucher_data: bytes, previous: bytes, stage: Actor, reason: Reason | None = None):
+            """(HTTP status, answer, the signed action) for ``stage`` on ``voucher``, chained to ``previous``."""
+            at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            action = Action(voucher_id=voucher.voucher_id, revision=voucher.revision,
+                            voucher_sha256=hashlib.sha256(voucher_data).hexdigest(),
+                            previous_sha256=hashlib.sha256(previous).hexdigest(), stage=stage,
+                            decision=Decision.APPROVE if reason is None else Decision.REJECT,
+                            signing_time=at, reason=reason)
+            data = sign_document(action_element(action), *signers[stage.value], at)
+            (evidence / f"{voucher.voucher_id}-r{voucher.revision}-{stage.value}.xml").write_bytes(data)
+            status, body = client.post(f"/v1/vouchers/{voucher.voucher_id}/actions", data)
+            return status, body, data
+
+        def through_stages(voucher, voucher_data: bytes, previous: bytes, stages=STAGES) -> str | None:
+            """Post each stage's approval; None when all were accepted, else the first refusal's code."""
+            for stage in stages:
+                status, body, previous = act(voucher, voucher_data, previous, stage)
+                if status != 202:
+                    return f"{stage.value}: {code_of(status, body)}"
+            return None
+
+        def ended(name: str, voucher, expected: str, failure: str | None, note: str = "") -> None:
+            state = get(f"/v1/vouchers/{voucher.voucher_id}")
+            history = state.get("history", [])
+            got = state.get("status", "?")
+            last_reason = history[-1].get("reason_code") if history else None
+            if got == "rejected" and last_reason:
+                got = f"rejected/{last_reason}"
+            trail = " → ".join(item["role"] for item in history if item.get("revision", voucher.revision)
+                               == voucher.revision)
+            detail = failure or f"{note}NT${voucher.total_amount:,}, {trail}"
+            report.outcomes.append(Outcome(name, expected, got, detail, "gateway"))
+
+        for i, voucher in enumerate(ample[:3]):
+            data = submit(voucher)
+            if data is None:
+                continue
+            if i == 0:  # the accountant before the reviewer: refused, and the voucher is unchanged
+                status, body, _ = act(voucher, data, data, Actor.ACCOUNTANT)
+                report.outcomes.append(Outcome("accountant-before-reviewer", "action-out-of-order",
+                                               code_of(status, body), f"HTTP {status} on {voucher.voucher_id}",
+                                               "gateway"))
+            ended(f"approved-{i + 1}", voucher, "treasury-accepted", through_stages(voucher, data, data))
+
+        sent_back = ample[3]
+        data = submit(sent_back)
+        if data is not None:
+            failure = None
+            status, body, reviewed = act(sent_back, data, data, Actor.REVIEWER)
+            if status != 202:
+                failure = f"reviewer: {code_of(status, body)}"
+            else:
+                status, body, _ = act(sent_back, data, reviewed, Actor.ACCOUNTANT,
+                                      Reason(ReasonCode.AMOUNT_WRONG, "第 1 行金額與契約不符"))
+                failure = None if status == 202 else f"accountant: {code_of(status, body)}"
+            ended("accountant-sends-back", sent_back, "rejected/amount-wrong", failure, "revision 1, ")
+            data = submit(corrected)
+            if data is not None:
+                ended("corrected-revision-2", corrected, "treasury-accepted", through_stages(corrected, data, data),
+                      "revision 2, ")
+
+        data = submit(scarce)
+        if data is not None:
+            ended("over-budget", scarce, "rejected/budget-exceeded", through_stages(scarce, data, data),
+                  "allotted NT$1, ")
+        client.close()
+    finally:
+        gateway.stop()
+
+
 def print_report(report: DemoReport) -> None:
     width = max(len(o.name) for o in report.outcomes)
-    print(f"voucher-gateway demo — PKI in {report.pki_dir}, OCSP responder at {report.ocsp_url}\n")
+    print(f"voucher-gateway demo — PKI in {report.pki_dir}, OCSP responder at {report.ocsp_url}")
+    titles = {"in-process": "1. signed vouchers verified in-process",
+              "gateway": "2. the approval workflow through `vgw serve` (SQLite), over mTLS"}
+    part = None
     for o in report.outcomes:
+        if o.part != part:
+            part = o.part
+            print(f"\n{titles.get(part, part)}")
         mark = "ok " if o.ok else "BAD"
-        print(f"  [{mark}] {o.name:<{width}}  {o.got:<24} {o.detail}")
+        shown = o.got if o.ok else f"{o.got} (expected {o.expected})"
+        print(f"  [{mark}] {o.name:<{width}}  {shown:<24} {o.detail}")
     d = report.as_dict()
     print(f"\n{d['accepted']} vouchers accepted ({report.payments} payments, NT${report.amount:,}), "
-          f"{d['refused']} refused with the expected codes" if report.ok else "\nSOME OUTCOMES WERE NOT AS EXPECTED")
+          f"{d['refused']} refused with the expected codes; {d['workflow']} workflow outcomes as expected"
+          if report.ok else "\nSOME OUTCOMES WERE NOT AS EXPECTED")
     print(f"done in {report.seconds:.1f} s")
 
 
