@@ -14,6 +14,7 @@ import binascii
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from lxml import etree
 
 from .errors import Refusal
@@ -198,6 +199,10 @@ def _check_key_info(key_info: etree._Element) -> x509.Certificate:
         raise _refuse("signature-key-info-invalid", "X509Data must hold exactly one X509Certificate", children[0])
     try:
         der = base64.b64decode("".join(certs[0].itertext()), validate=False)
-        return x509.load_der_x509_certificate(der)
-    except (binascii.Error, ValueError) as exc:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses the public key lazily; a damaged key (an unknown algorithm OID, bad encoding)
+        # would otherwise surface later, inside signxml, as an exception that is not a refusal.
+        cert.public_key()
+        return cert
+    except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:
         raise _refuse("signature-key-info-invalid", f"the X509Certificate cannot be read: {exc}", certs[0]) from None

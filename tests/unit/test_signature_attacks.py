@@ -9,6 +9,7 @@ looped over in one parametrized test at the end.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import threading
@@ -480,6 +481,20 @@ def test_unreadable_certificate(refused, signed) -> None:
     def garble(root):
         key_info(root).find(f"{ds('X509Data')}/{ds('X509Certificate')}").text = "bm90IGEgY2VydGlmaWNhdGU="
     assert refused(mutate(signed, garble)).code == "signature-key-info-invalid"
+
+
+def test_a_certificate_whose_key_algorithm_is_damaged_is_refused_not_crashed(refused, signed) -> None:
+    """Found by hypothesis (test_hostile_bytes): one flipped byte turns rsaEncryption (1.2.840.113549.1.1.1)
+    into 1.1.840…, which cryptography only notices when the key is used — inside signxml, as an exception
+    that is not a refusal. The profile now reads the key up front."""
+    rsa_encryption = bytes.fromhex("06092a864886f70d010101")
+
+    def damage(root):
+        node = key_info(root).find(f"{ds('X509Data')}/{ds('X509Certificate')}")
+        der = base64.b64decode("".join(node.itertext()))
+        assert der.count(rsa_encryption) == 1
+        node.text = base64.b64encode(der.replace(rsa_encryption, bytes.fromhex("060929864886f70d010101"))).decode()
+    assert refused(mutate(signed, damage)).code == "signature-key-info-invalid"
 
 
 # --- duplicated ids ----------------------------------------------------------------------------------------------
