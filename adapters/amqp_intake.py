@@ -41,7 +41,7 @@ to the reactor for each ack; that is for when the gateway needs it, not before.
 
 The broker going away (restart, failover, a dropped TCP connection). The consumer thread notices (pika
 raises out of ``process_data_events``, or out of the reply's publish in the middle of a message), closes
-what is left and reconnects after the waits of :class:`Backoff`, declaring the topology again and
+what is left and reconnects after the waits of :class:`~adapters.amqp_thread.Backoff`, declaring the topology again and
 consuming again; one structured log line per attempt (``event=amqp.reconnect``). Nothing is lost or stored
 twice meanwhile: every delivery not yet acknowledged goes back to the queue when the connection dies and
 is delivered again (``redelivered`` in its log line), and a voucher already stored before the drop is
@@ -59,10 +59,8 @@ old as that message's handling.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pika
@@ -72,6 +70,7 @@ from twisted.logger import Logger
 
 from gateway.errors import Refusal
 
+from .amqp_thread import AmqpThread, Backoff, Session
 from .http_api import DEFAULT_MAX_BODY, Answer, internal_error
 from .http_metrics import AmqpMetrics
 
@@ -117,38 +116,7 @@ QUEUE_PROBE_SECONDS = 5.0
 """How often the consumer asks the broker for its queue's depth (``vgw_amqp_queue_messages``)."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """The waits before reconnect attempts: ``first`` seconds, times ``factor`` after each failed attempt,
-    never more than ``cap``; each wait drawn at random from the upper half of that bound.
-
-    Why these numbers: a dropped TCP connection is back within a second, a broker restart takes about
-    ten. Half a second catches the first; a cap of 5 s means consuming resumes at most ~5 s after the
-    broker is back, while one refused connect every few seconds costs the broker nothing. The jitter
-    keeps several gateway processes from knocking all at once when a broker comes back.
-    """
-
-    first: float = 0.5
-    factor: float = 2.0
-    cap: float = 5.0
-
-    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
-        bound = min(self.first, self.cap)
-        while True:
-            yield bound * (0.5 + rand() / 2)
-            bound = min(bound * self.factor, self.cap)
-
-
-@dataclass
-class _Session:
-    """One connection and its consuming channel; replaced whole on reconnect (the confirmed reply channel
-    of the same connection is ``AmqpIntake._replies``, where the message callback finds it)."""
-
-    connection: pika.BlockingConnection
-    channel: object
-
-
-class AmqpIntake:
+class AmqpIntake(AmqpThread):
     """Consumes ``topology.queue`` and answers every voucher through ``service.submit_voucher_as`` and every
     action through ``actions.submit_action_as``.
 
@@ -167,97 +135,41 @@ class AmqpIntake:
                  backoff: Backoff = Backoff(), probe_interval: float = QUEUE_PROBE_SECONDS) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unbounded)")
+        super().__init__(parameters, backoff)
         self.service = service
         self.actions = actions
-        self.parameters = parameters
         self.agencies = dict(agencies)
         self.topology = topology
         self.prefetch = prefetch
         self.max_body = max_body
-        self.backoff = backoff
         self.probe_interval = probe_interval
         self.metrics = AmqpMetrics(registry if registry is not None else CollectorRegistry(), topology.queue)
-        self._stopping = threading.Event()
-        self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._connection: pika.BlockingConnection | None = None
 
-    @property
-    def connected(self) -> bool:
-        """True while connected and consuming; False from the moment the consumer notices a drop until it
-        is consuming again (read from any thread)."""
-        return self._connected.is_set()
+    what = "AMQP intake"
+    prefix = "amqp"
 
-    # --- life cycle -----------------------------------------------------------------------------------
+    def _log_fields(self) -> dict:
+        return {"queue": self.topology.queue}
 
-    def start(self) -> None:
-        """Connect, declare, start consuming in a thread of its own; raise if the first connect fails."""
-        if self._thread is not None:
-            raise RuntimeError("this AmqpIntake was already started")
-        self._stopping.clear()
-        session = self._connect()  # errors surface to the caller
-        log.info("AMQP intake consuming {queue}", event="amqp.connect", queue=self.topology.queue)
-        self._thread = threading.Thread(target=self._run, args=(session,),
-                                        name=f"amqp-intake:{self.topology.queue}", daemon=True)
-        self._thread.start()
+    def _open(self, connection: pika.BlockingConnection) -> Session:
+        channel = connection.channel()
+        declare_topology(channel, self.topology)
+        channel.basic_qos(prefetch_count=self.prefetch)
+        replies = connection.channel()
+        replies.confirm_delivery()
+        self._probe(channel)  # before consuming: what waited while we were away
+        self._replies = replies  # used only by this thread's callbacks
+        channel.basic_consume(self.topology.queue, self._on_message, auto_ack=False)
+        return Session(connection, channel)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop consuming, finish the message in hand (answer and ack it), close. Messages the broker had
-        sent ahead (prefetch) and not handed to us are returned to the queue, not lost. With the broker
-        down the thread is waiting between reconnect attempts, and the same event ends that wait at once.
-        Raises TimeoutError if the thread is still busy after ``timeout`` s (it is a daemon thread: it
-        will not keep the process alive)."""
-        self._stopping.set()
-        with self._lock:
-            connection = self._connection
-        if connection is not None:
-            try:
-                connection.add_callback_threadsafe(lambda: None)  # wakes the loop at once
-            except pika.exceptions.AMQPError:
-                pass  # closing or closed already: the loop is leaving anyway
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"the AMQP intake did not stop within {timeout} s")
-            self._thread = None
-
-    def _connect(self) -> _Session:
-        connection = pika.BlockingConnection(self.parameters)
-        try:
-            channel = connection.channel()
-            declare_topology(channel, self.topology)
-            channel.basic_qos(prefetch_count=self.prefetch)
-            replies = connection.channel()
-            replies.confirm_delivery()
-            self._probe(channel)  # before consuming: what waited while we were away
-            self._replies = replies  # used only by this thread's callbacks
-            channel.basic_consume(self.topology.queue, self._on_message, auto_ack=False)
-        except BaseException:
-            self._close_quietly(connection)
-            raise
-        with self._lock:
-            self._connection = connection
+    def _on_connected(self) -> None:
         self.metrics.connected.set(1)
-        self._connected.set()  # last: whoever sees it set finds the metrics already saying so
-        return _Session(connection, channel)
 
-    def _run(self, session: _Session | None) -> None:
-        """The consumer thread: consume until stopped; on any failure close, reconnect, consume again."""
-        while session is not None:
-            try:
-                self._consume(session)
-                return  # stop() was called
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warn("AMQP intake lost its connection ({error}); reconnecting", event="amqp.disconnected",
-                         queue=self.topology.queue, error=repr(exc))
-            except Exception:  # our bug: the message in hand stays unacknowledged and is redelivered
-                log.failure("AMQP intake consumer failed; reconnecting", event="amqp.disconnected",
-                            queue=self.topology.queue)
-            self._close(session)
-            session = self._reconnect()
+    def _on_disconnected(self) -> None:
+        self.metrics.connected.set(0)
+        self.metrics.forget_depth()  # unknown until the next connect
 
-    def _consume(self, session: _Session) -> None:
+    def _serve(self, session: Session) -> None:
         """Handle deliveries until stop(); ask for the queue depth every ``probe_interval`` seconds."""
         next_probe = time.monotonic() + self.probe_interval
         while not self._stopping.is_set():
@@ -267,50 +179,11 @@ class AmqpIntake:
                 next_probe = time.monotonic() + self.probe_interval
         # Cancelling nacks (requeues) deliveries received but not yet handed to the callback.
         session.channel.stop_consuming()
-        self._close(session)
-
-    def _reconnect(self) -> _Session | None:
-        """Connect again after each wait of ``backoff`` until it works (the new session) or stop() is
-        called (None). One structured line per attempt: its number, the wait before it, its outcome."""
-        for attempt, wait in enumerate(self.backoff.delays(), start=1):
-            if self._stopping.wait(wait):
-                return None
-            fields = {"event": "amqp.reconnect", "queue": self.topology.queue, "attempt": attempt,
-                      "waited_s": round(wait, 3)}
-            try:
-                session = self._connect()
-            except (pika.exceptions.AMQPError, OSError) as exc:  # pika raises many types for "cannot connect"
-                log.warn("AMQP intake reconnect attempt {attempt} failed ({error})", outcome="failed",
-                         error=repr(exc), **fields)
-                continue
-            except Exception:  # our bug; the thread must go on trying all the same
-                log.failure("AMQP intake reconnect attempt {attempt} failed", outcome="failed", **fields)
-                continue
-            log.info("AMQP intake reconnect attempt {attempt} connected; consuming {queue}", outcome="connected",
-                     **fields)
-            return session
-        return None  # unreachable: the delays never end
 
     def _probe(self, channel) -> None:
         """The queue's ready messages, by a passive declare on this thread's own channel."""
         depth = channel.queue_declare(self.topology.queue, passive=True).method.message_count
         self.metrics.set_depth(depth)
-
-    def _close(self, session: _Session) -> None:
-        self.metrics.connected.set(0)
-        self.metrics.forget_depth()  # unknown until the next connect
-        self._connected.clear()  # last, as in _connect
-        with self._lock:
-            self._connection = None
-        self._close_quietly(session.connection)
-
-    @staticmethod
-    def _close_quietly(connection) -> None:
-        try:
-            if connection.is_open:
-                connection.close()
-        except (pika.exceptions.AMQPError, OSError):
-            pass
 
     # --- one message ------------------------------------------------------------------------------------
 

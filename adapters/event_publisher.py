@@ -22,7 +22,7 @@ published meanwhile is a duplicate (same message_id), and a consumer may receive
 one; deduplicating by message_id covers both.
 
 Threads. Like the intake (:mod:`adapters.amqp_intake`), a pika ``BlockingConnection`` in a thread of its
-own, reconnecting with the same :class:`~adapters.amqp_intake.Backoff` after a broker failure, and reading
+own, reconnecting with the same :class:`~adapters.amqp_thread.Backoff` after a broker failure, and reading
 the store from that thread (blocking, one connection per thread in the store). Between polls it services
 the connection (heartbeats) with ``process_data_events``; ``stop()`` wakes it with pika's one thread-safe
 call. A failing store does not drop the broker connection: the publisher waits by the same backoff and reads
@@ -31,7 +31,6 @@ again.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 
@@ -43,7 +42,7 @@ from twisted.logger import Logger
 from gateway.queue_events import QueueEvent, event_of
 from gateway.store import StoreError, VoucherStore
 
-from .amqp_intake import Backoff
+from .amqp_thread import AmqpThread, Backoff, Session
 
 log = Logger(namespace="vgw.event_publisher")
 
@@ -67,7 +66,7 @@ class EventMetrics:
                                "broker, else 0", registry=registry, multiprocess_mode="livemax")
 
 
-class EventPublisher:
+class EventPublisher(AmqpThread):
     """Publishes the events of new audit entries from ``store`` to ``exchange``; see the module docstring.
 
     ``start()`` connects and declares the exchange (raising what prevented it), then publishes in a thread
@@ -78,124 +77,51 @@ class EventPublisher:
                  exchange: str = EVENTS_EXCHANGE, cursor: str = EVENTS_CURSOR, batch: int = BATCH,
                  poll_interval: float = POLL_SECONDS, backoff: Backoff = Backoff(),
                  registry: CollectorRegistry | None = None) -> None:
+        super().__init__(parameters, backoff)
         self.store = store
-        self.parameters = parameters
         self.exchange = exchange
         self.cursor = cursor
         self.batch = batch
         self.poll_interval = poll_interval
-        self.backoff = backoff
         self.metrics = EventMetrics(registry if registry is not None else CollectorRegistry())
-        self._stopping = threading.Event()
-        self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._connection: pika.BlockingConnection | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
+    what = "event publisher"
+    prefix = "events"
 
-    # --- life cycle ---------------------------------------------------------------------------------------
+    def _log_fields(self) -> dict:
+        return {"exchange": self.exchange}
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("this EventPublisher was already started")
-        self._stopping.clear()
-        connection, channel = self._connect()
-        log.info("event publisher publishing to {exchange}", event="events.connect", exchange=self.exchange)
-        self._thread = threading.Thread(target=self._run, args=(connection, channel),
-                                        name=f"event-publisher:{self.exchange}", daemon=True)
-        self._thread.start()
+    def _open(self, connection: pika.BlockingConnection) -> Session:
+        channel = connection.channel()
+        channel.exchange_declare(self.exchange, "topic", durable=True)
+        channel.confirm_delivery()
+        return Session(connection, channel)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        with self._lock:
-            connection = self._connection
-        if connection is not None:
-            try:
-                connection.add_callback_threadsafe(lambda: None)  # wakes process_data_events at once
-            except pika.exceptions.AMQPError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"the event publisher did not stop within {timeout} s")
-            self._thread = None
-
-    def _connect(self) -> tuple[pika.BlockingConnection, object]:
-        connection = pika.BlockingConnection(self.parameters)
-        try:
-            channel = connection.channel()
-            channel.exchange_declare(self.exchange, "topic", durable=True)
-            channel.confirm_delivery()
-        except BaseException:
-            _close_quietly(connection)
-            raise
-        with self._lock:
-            self._connection = connection
+    def _on_connected(self) -> None:
         self.metrics.connected.set(1)
-        self._connected.set()
-        return connection, channel
 
-    def _disconnected(self, connection) -> None:
+    def _on_disconnected(self) -> None:
         self.metrics.connected.set(0)
-        self._connected.clear()
-        with self._lock:
-            self._connection = None
-        _close_quietly(connection)
-
-    def _run(self, connection, channel) -> None:
-        while connection is not None:
-            try:
-                self._publish_until_stopped(connection, channel)
-                self._disconnected(connection)
-                return
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warn("event publisher lost its connection ({error}); reconnecting", event="events.disconnected",
-                         error=repr(exc))
-            except Exception:  # our bug: the batch in hand is published again after the reconnect
-                log.failure("event publisher failed; reconnecting", event="events.disconnected")
-            self._disconnected(connection)
-            connection, channel = self._reconnect()
-
-    def _reconnect(self) -> tuple[pika.BlockingConnection | None, object]:
-        for attempt, wait in enumerate(self.backoff.delays(), start=1):
-            if self._stopping.wait(wait):
-                return None, None
-            fields = {"event": "events.reconnect", "attempt": attempt, "waited_s": round(wait, 3)}
-            try:
-                connection, channel = self._connect()
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warn("event publisher reconnect attempt {attempt} failed ({error})", outcome="failed",
-                         error=repr(exc), **fields)
-                continue
-            except Exception:
-                log.failure("event publisher reconnect attempt {attempt} failed", outcome="failed", **fields)
-                continue
-            log.info("event publisher reconnect attempt {attempt} connected", outcome="connected", **fields)
-            return connection, channel
-        return None, None  # unreachable: the delays never end
 
     # --- publishing ---------------------------------------------------------------------------------------
 
-    def _publish_until_stopped(self, connection, channel) -> None:
+    def _serve(self, session: Session) -> None:
         """Publish batches while there are any; when there are none, service the connection for
         ``poll_interval``; when the store fails, wait by the backoff (servicing the connection) and read again."""
         store_waits = None
         while not self._stopping.is_set():
             try:
-                handled = self._publish_batch(channel)
+                handled = self._publish_batch(session.channel)
                 store_waits = None
             except StoreError as exc:
                 store_waits = store_waits or self.backoff.delays()
                 wait = next(store_waits)
                 log.warn("event publisher cannot read or move its cursor ({error}); again in {wait_s} s",
                          event="events.store-failed", error=str(exc), wait_s=round(wait, 3))
-                self._pause(connection, wait)
+                self._pause(session.connection, wait)
                 continue
             if not handled:
-                self._pause(connection, self.poll_interval)
+                self._pause(session.connection, self.poll_interval)
 
     def _pause(self, connection, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -249,10 +175,3 @@ class EventPublisher:
         channel.basic_publish(self.exchange, event.routing_key, event.body(), properties)
         self.metrics.published.inc()
 
-
-def _close_quietly(connection) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except (pika.exceptions.AMQPError, OSError):
-        pass
