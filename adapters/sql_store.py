@@ -36,6 +36,7 @@ from gateway.store import (
     utc,
 )
 
+from . import migrations
 from .sql_budget import BudgetSql
 
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
@@ -94,8 +95,23 @@ class SqlStore(BudgetSql, abc.ABC):
         return True
 
     @abc.abstractmethod
+    def _migration_tx(self) -> AbstractContextManager:
+        """One transaction holding the backend's migration lock, yielding its connection."""
+
     def _migrate(self) -> None:
-        """Bring the schema to the version this code knows, or refuse a newer one."""
+        """Bring the schema to the version this code knows, or refuse a newer one: every missing step in ONE
+        transaction under the backend's migration lock, so two processes opening at once apply each step once."""
+        try:
+            with self._migration_tx() as conn:
+                conn.execute(migrations.SCHEMA_VERSION_DDL[self.dialect])
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+                for step in migrations.pending(current):
+                    for statement in step.statements(self.dialect):
+                        conn.execute(statement)
+                    conn.execute(self._sql("INSERT INTO schema_version (version, description) VALUES (?, ?)"),
+                                 (step.version, step.description))
+        except self.driver_error as exc:
+            raise StoreError(f"cannot migrate the {self.dialect} store: {exc}") from exc
 
     @abc.abstractmethod
     def _chain_tx(self) -> AbstractContextManager[tuple[object, Append]]:

@@ -25,7 +25,6 @@ from psycopg import errors as pg_errors
 from gateway.audit import next_entry
 from gateway.store import AuditEntry, AuditEvent, StoreError, canonical_json
 
-from . import migrations
 from .sql_store import AUDIT_COLUMNS, SqlStore
 
 _MIGRATION_LOCK = 0x76677731  # pg_advisory_xact_lock key: one migrator at a time per database ("vgw1")
@@ -61,20 +60,12 @@ class PostgresStore(SqlStore):
     def _usable(self, conn: psycopg.Connection) -> bool:
         return not (conn.closed or conn.broken)  # a broken connection is replaced on next use
 
-    def _migrate(self) -> None:
+    @contextmanager
+    def _migration_tx(self) -> Iterator[psycopg.Connection]:
         conn = self._conn()
-        try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                conn.execute(migrations.SCHEMA_VERSION_DDL["postgresql"])
-                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-                for step in migrations.pending(current):
-                    for statement in step.statements("postgresql"):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
-                                 (step.version, step.description))
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot migrate the PostgreSQL store: {exc}") from exc
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            yield conn
 
     @contextmanager
     def _chain_tx(self) -> Iterator[tuple[psycopg.Connection, Callable[[AuditEvent], AuditEntry]]]:

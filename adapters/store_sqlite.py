@@ -31,7 +31,6 @@ from gateway.store import (
     utc_text,
 )
 
-from . import migrations
 from .sql_store import AUDIT_COLUMNS, SqlStore
 
 BUSY_TIMEOUT_S = 30.0
@@ -89,18 +88,8 @@ class SqliteStore(SqlStore):
         with self._write() as conn:
             yield conn, lambda event: self._append(conn, event)
 
-    def _migrate(self) -> None:
-        try:
-            with self._write() as conn:
-                conn.execute(migrations.SCHEMA_VERSION_DDL["sqlite"])
-                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-                for step in migrations.pending(current):
-                    for statement in step.statements("sqlite"):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
-                                 (step.version, step.description))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot migrate the SQLite store {self._path}: {exc}") from exc
+    def _migration_tx(self):
+        return self._write()  # BEGIN IMMEDIATE: the database's one write lock
 
     # --- inside a write transaction --------------------------------------------------------------------
 
