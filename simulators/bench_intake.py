@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import json
 import multiprocessing
-import os
 import statistics
 import subprocess
 import sys
@@ -46,10 +45,10 @@ from gateway.voucher_xml import voucher_to_xml
 from .benchmarks import _voucher_of_size, machine
 from .intake_load_client import write_bodies
 from .pki.authority import IssueOptions, Profile, name, new_key
+from .served_gateway import ServedGateway
 from .pki.layout import GATEWAY_KEY_KINDS, agency_code, init_pki, load_authority, load_cert, load_key
 from .voucher_factory import VoucherFactory
 
-READY = "vgw: ready on https://"
 
 
 def _sign_vouchers(factory: VoucherFactory, count: int, lines: int, key, cert, now) -> list[bytes]:
@@ -153,54 +152,6 @@ class InProcessPool:
                 process.kill()
 
 
-class ServedGateway:
-    """``vgw serve`` as a subprocess on a SQLite store in ``work``."""
-
-    def __init__(self, pki: Path, work: Path, threads: int, workers: int) -> None:
-        self.log = work / "serve.log"
-        self.store_url = f"sqlite:///{work / 'gateway.sqlite3'}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli", "serve", "--pki", str(pki), "--listen", "127.0.0.1:0",
-             "--store", self.store_url, "--threads", str(threads), "--workers", str(workers),
-             "--rate-limit", "0"],  # one simulated agency sends all the load: the per-agency limit would cap it
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        self.port = None
-        self.pids = [self.process.pid]
-        deadline = time.monotonic() + 120
-        while self.port is None:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith(READY):
-                    self.port = int(line[len(READY):].split()[0].rsplit(":", 1)[1])
-                    fields = dict(part.split("=", 1) for part in line.split()[4:] if "=" in part)
-                    if "pids" in fields:  # several workers: the supervisor does no request work itself
-                        self.pids = [int(pid) for pid in fields["pids"].split(",")]
-            if self.port is None:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"vgw serve did not become ready:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.05)
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU the serving processes have used so far (Linux /proc), or None elsewhere."""
-        try:
-            ticks = 0
-            for pid in self.pids:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-            return ticks / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def _post(work: Path, name: str, pki: Path, port: int, bodies: list[bytes], warmup: int, concurrency: int,
           rate: float | None) -> dict:
     """Run the client process over ``bodies`` (the first ``warmup`` untimed) and return its summary."""
@@ -266,7 +217,8 @@ def bench_intake(count: int = 2000, concurrency: int = 8, rate: str | None = Non
             in_process.measure(bodies[:warmup])  # chain, CRL, schema, XPath caches; SQLite files created
             half = count // 2
             before = in_process.measure(bodies[warmup:warmup + half])
-            gateway = ServedGateway(pki, work, threads, workers)
+            gateway = ServedGateway(pki, f"sqlite:///{work / 'gateway.sqlite3'}", work / "serve.log", threads=threads,
+                                    workers=workers)
             try:
                 cpu_before = gateway.cpu_seconds()
                 saturated = _post(work, "saturated", pki, gateway.port, bodies, warmup, concurrency, None)
