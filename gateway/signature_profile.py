@@ -200,9 +200,15 @@ def _check_key_info(key_info: etree._Element) -> x509.Certificate:
     try:
         der = base64.b64decode("".join(certs[0].itertext()), validate=False)
         cert = x509.load_der_x509_certificate(der)
-        # cryptography parses the public key lazily; a damaged key (an unknown algorithm OID, bad encoding)
-        # would otherwise surface later, inside signxml, as an exception that is not a refusal.
+        # cryptography parses a certificate's parts lazily: a damaged key, name or extension (an unknown
+        # algorithm OID, a wrongly typed attribute) would otherwise surface later, inside signxml or the
+        # chain check, as an exception that is not a refusal. Read every part anyone will use, now.
         cert.public_key()
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        list(cert.extensions)
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018 (read for their parse errors)
         return cert
-    except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:
+    except (binascii.Error, ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+            x509.DuplicateExtension) as exc:
         raise _refuse("signature-key-info-invalid", f"the X509Certificate cannot be read: {exc}", certs[0]) from None

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -495,6 +497,21 @@ def test_a_certificate_whose_key_algorithm_is_damaged_is_refused_not_crashed(ref
         assert der.count(rsa_encryption) == 1
         node.text = base64.b64encode(der.replace(rsa_encryption, bytes.fromhex("060929864886f70d010101"))).decode()
     assert refused(mutate(signed, damage)).code == "signature-key-info-invalid"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.integers(min_value=0), min_size=1, max_size=3))
+def test_any_damage_to_the_embedded_certificate_is_a_refusal(refused, signed, flips) -> None:
+    """cryptography parses certificates lazily and raises several exception types (InvalidVersion,
+    DuplicateExtension, TypeError for a wrongly typed name attribute, UnsupportedAlgorithm): every damaged
+    certificate must end as a Refusal with a code, never as one of those."""
+    def damage(root):
+        node = key_info(root).find(f"{ds('X509Data')}/{ds('X509Certificate')}")
+        der = bytearray(base64.b64decode("".join(node.itertext())))
+        for bit in flips:
+            der[(bit // 8) % len(der)] ^= 1 << (bit % 8)
+        node.text = base64.b64encode(bytes(der)).decode()
+    assert refused(mutate(signed, damage)).code
 
 
 # --- duplicated ids ----------------------------------------------------------------------------------------------
