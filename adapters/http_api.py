@@ -220,32 +220,28 @@ class GatewayHttpApi:
                                 outcome=answer.outcome)
         return cert, None
 
-    @app.route("/v1/vouchers", methods=["POST"])
-    def submit_voucher(self, request):
-        instance = request.uri.decode("ascii", "replace")
+    def _posted(self, request, work, *args):
+        """A POST of a signed document: rate limit, the streamed body cap, then ``work(*args, body, cert)``."""
         cert, limited = self._caller(request)
         if limited:
             return self._send(request, limited)
         if getattr(request, "body_too_large", False):
             return self._send(request, Answer.problem(
-                Refusal("too-large", f"the body is larger than {request.max_body} bytes"), instance))
-        body = request.content.read()
-        return self._run(request, self.service.submit_voucher, body, cert)
+                Refusal("too-large", f"the body is larger than {request.max_body} bytes"),
+                request.uri.decode("ascii", "replace")))
+        return self._run(request, work, *args, request.content.read(), cert)
+
+    @app.route("/v1/vouchers", methods=["POST"])
+    def submit_voucher(self, request):
+        return self._posted(request, self.service.submit_voucher)
 
     @app.route("/v1/vouchers/<string:voucher_id>/actions", methods=["POST"])
     def submit_action(self, request, voucher_id):
         request.vgw_voucher_id = voucher_id
-        instance = request.uri.decode("ascii", "replace")
-        cert, limited = self._caller(request)
-        if limited:
-            return self._send(request, limited)
         if self.actions is None:
-            return self._send(request, Answer.problem(Refusal("not-found", "approvals are not served here"), instance))
-        if getattr(request, "body_too_large", False):
-            return self._send(request, Answer.problem(
-                Refusal("too-large", f"the body is larger than {request.max_body} bytes"), instance))
-        body = request.content.read()
-        return self._run(request, self.actions.submit_action, voucher_id, body, cert)
+            return self._send(request, Answer.problem(Refusal("not-found", "approvals are not served here"),
+                                                      request.uri.decode("ascii", "replace")))
+        return self._posted(request, self.actions.submit_action, voucher_id)
 
     @app.route("/v1/queues/<string:role>", methods=["GET"])
     def work_queue(self, request, role):
