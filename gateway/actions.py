@@ -23,6 +23,7 @@ from .signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_si
 from .voucher_model import is_revision, is_sha256_hex
 from .workflow import Actor
 from .xml_safety import tree_path
+from .xml_writing import child_writer
 
 NS = "urn:taipei:treasury:action:1"
 ACTION_SCHEMA = "action.xsd"
@@ -102,11 +103,7 @@ def action_id(voucher_id: str, revision: int, stage: Actor) -> str:
 
 # --- writing -----------------------------------------------------------------------------------------------------
 
-def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    node = etree.SubElement(parent, _Q + name)
-    if text is not None:
-        node.text = text
-    return node
+_sub = child_writer(NS)
 
 
 def signing_time_text(at: datetime.datetime) -> str:

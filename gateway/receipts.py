@@ -27,6 +27,7 @@ from .signing import SignerKey, sign_document
 from .voucher_check import VerifiedVoucher
 from .voucher_model import VoucherRef, is_revision, is_sha256_hex
 from .xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted, tree_path
+from .xml_writing import child_writer
 
 NS = "urn:taipei:treasury:receipt:1"
 RECEIPT_SCHEMA = "receipt.xsd"
@@ -136,11 +137,7 @@ def build_receipt(verified: VerifiedVoucher, *, receipt_id: str, received_at: da
 
 # --- writing -----------------------------------------------------------------------------------------------------
 
-def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    node = etree.SubElement(parent, _Q + name)
-    if text is not None:
-        node.text = text
-    return node
+_sub = child_writer(NS)
 
 
 def _format_time(value: datetime.datetime) -> str:

@@ -26,6 +26,7 @@ from .voucher_model import (
     Voucher,
     VoucherRef,
 )
+from .xml_writing import child_writer
 
 NS = "urn:taipei:treasury:voucher:1"
 _Q = "{%s}" % NS
@@ -160,11 +161,7 @@ def read_voucher(root: etree._Element) -> Voucher:
     )
 
 
-def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, _q(name))
-    if text is not None:
-        el.text = text
-    return el
+_sub = child_writer(NS)
 
 
 def _write_ref(parent: etree._Element, name: str, ref: VoucherRef) -> None:
