@@ -18,6 +18,7 @@ from gateway.business_time import TAIPEI
 from gateway.workflow import AWAITING, Status
 
 from .clock import utc_now
+from .periodic import every
 
 log = Logger(namespace="vgw.queues")
 
@@ -47,12 +48,4 @@ class WorkflowQueueMetrics:
 
 def start_refreshing(metrics: WorkflowQueueMetrics, seconds: float = REFRESH_SECONDS) -> None:
     """Refresh now and every ``seconds``, in the thread pool (a store round trip)."""
-    from twisted.internet.task import LoopingCall
-    from twisted.internet.threads import deferToThread
-
-    def refresh():
-        d = deferToThread(metrics.refresh)
-        d.addErrback(lambda failure: log.failure("queue metrics not refreshed", failure))
-        return d
-
-    LoopingCall(refresh).start(seconds, now=True)
+    every(seconds, metrics.refresh, log=log, what="queue metrics refresh")

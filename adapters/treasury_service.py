@@ -28,6 +28,7 @@ from gateway.workflow import Actor, Status
 from gateway.xml_safety import XmlLimits, parse_untrusted
 
 from .clock import utc_now
+from .periodic import every
 
 log = Logger(namespace="vgw.treasury")
 
@@ -114,12 +115,4 @@ def check_after_release(treasury: TreasuryService) -> Callable:
 
 def start_sweep(treasury: TreasuryService, seconds: float = SWEEP_SECONDS) -> None:
     """Sweep released revisions now and every ``seconds`` in the thread pool (crash recovery, see module)."""
-    from twisted.internet.task import LoopingCall
-    from twisted.internet.threads import deferToThread
-
-    def sweep():
-        d = deferToThread(treasury.sweep)
-        d.addErrback(lambda failure: log.failure("treasury sweep failed", failure))
-        return d
-
-    LoopingCall(sweep).start(seconds, now=True)
+    every(seconds, treasury.sweep, log=log, what="treasury sweep")
