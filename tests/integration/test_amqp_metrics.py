@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 
 import pika
 import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.amqp_intake import AmqpIntake, AmqpTopology, declare_topology
+from adapters.amqp_intake import AmqpIntake, declare_topology
 from adapters.bootstrap import PlatformConfig, build_platform
 from adapters.intake_service import IntakeService
 from adapters.store_factory import open_store
@@ -18,16 +16,9 @@ from gateway.bank_directory import BankDirectory
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW
+from .test_amqp_intake import amqp_parameters, topology  # noqa: F401  (fixtures: the broker, own names)
 
 WAITING = 10
-
-
-@pytest.fixture
-def amqp_parameters() -> pika.URLParameters:
-    url = os.environ.get("VGW_TEST_AMQP_URL")
-    if not url:
-        pytest.fail("VGW_TEST_AMQP_URL is not set: run under scripts/with-test-services (make test)", pytrace=False)
-    return pika.URLParameters(url)
 
 
 @pytest.fixture
@@ -39,22 +30,6 @@ def service(tmp_path):
                         gateway_key=load_key(tmp_path / "pki/gateway/key.pem"),
                         gateway_cert=load_cert(tmp_path / "pki/gateway/cert.pem"))
     store.close()
-
-
-@pytest.fixture
-def topology(amqp_parameters):
-    """Names of this test's own (the shared broker serves every test), deleted afterwards."""
-    suffix = uuid.uuid4().hex[:8]
-    names = AmqpTopology(exchange=f"test.metrics.{suffix}", queue=f"test.metrics.intake.{suffix}",
-                         dead_letter=f"test.metrics.dead.{suffix}")
-    yield names
-    connection = pika.BlockingConnection(amqp_parameters)
-    channel = connection.channel()
-    for queue in (names.queue, names.dead_letter):
-        channel.queue_delete(queue)
-    for exchange in (names.exchange, names.dead_letter):
-        channel.exchange_delete(exchange)
-    connection.close()
 
 
 def test_the_gauges_show_the_connection_and_the_queue_depth_the_broker_reports(service, amqp_parameters,

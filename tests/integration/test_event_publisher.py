@@ -8,7 +8,6 @@ end-to-end path through `vgw serve` is in test_amqp_actions_and_events.py.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 
@@ -20,17 +19,15 @@ from adapters.event_publisher import EVENTS_CURSOR, EventPublisher
 from adapters.store_factory import open_store
 from gateway.store import AuditEvent, StoreError
 
+from .test_amqp_intake import amqp_parameters  # noqa: F401  (fixture: the shared broker)
 from .test_store_contract import T0, intake_event, make_record
 
 QUICK = Backoff(first=0.01, factor=2.0, cap=0.05)
 
 
 @pytest.fixture
-def parameters() -> pika.URLParameters:
-    url = os.environ.get("VGW_TEST_AMQP_URL")
-    if not url:
-        pytest.fail("VGW_TEST_AMQP_URL is not set: run under scripts/with-test-services (make test)", pytrace=False)
-    return pika.URLParameters(url)
+def parameters(amqp_parameters) -> pika.URLParameters:
+    return amqp_parameters
 
 
 @pytest.fixture
