@@ -84,6 +84,12 @@ TITLES: dict[str, str] = {
     "budget-allotment-too-low": "An allotment would fall below what is already committed",
     "budget-reservation-unknown": "No budget reservation exists for this voucher",
     "budget-reservation-conflict": "The voucher's budget reservation conflicts",
+    "bank-message-type-unexpected": "The bank message is not of a type expected here",
+    "bank-signer-unexpected": "The bank message is not signed by the pinned certificate",
+    "bank-report-invalid": "The bank report cannot be read",
+    "bank-amount-invalid": "A bank report amount is not whole New Taiwan dollars above zero",
+    "bank-account-unexpected": "The bank report is about another account than the treasury account",
+    "bank-outcome-conflict": "The bank report contradicts what the bank reported before",
 }
 _FALLBACK_TITLE = "The request was refused"
 
