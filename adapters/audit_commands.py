@@ -1,4 +1,5 @@
-"""``vgw audit verify``: walks a store's audit chain and reports the first broken link.
+"""``vgw audit verify`` walks a store's audit chain and reports the first broken link; ``vgw audit reconcile``
+proves the store's money adds up (gateway/reconciliation.py) and reports the first discrepancy.
 
 Run by operators after restores and on a schedule; the head hash it prints is worth keeping elsewhere
 (a ticket, a log shipped off the host), because a chain cut short at its end still verifies on its own.
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from gateway.audit import ChainReport, ChainVerifier
+from gateway.reconciliation import reconcile
 from gateway.store import StoreError, UnreadableAuditEntry
 
 from .migrations import SchemaTooNew
@@ -48,13 +50,7 @@ def walk_chain(store, page: int = PAGE) -> ChainReport:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    try:
-        # Opening a SQLite URL creates the file; verifying a mistyped path must not report an empty chain.
-        if args.store.lower().startswith("sqlite:") and not Path(sqlite_path(args.store)).is_file():
-            raise _cli_error(f"no SQLite store at {sqlite_path(args.store)}")
-        store = open_store(args.store)
-    except (ValueError, StoreError, SchemaTooNew) as exc:
-        raise _cli_error(f"cannot open the store: {exc}") from None
+    store = _open_existing(args.store)
     try:
         report = walk_chain(store)
     except StoreError as exc:
@@ -74,9 +70,45 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _open_existing(url: str):
+    try:
+        # Opening a SQLite URL creates the file; checking a mistyped path must not report an empty store.
+        if url.lower().startswith("sqlite:") and not Path(sqlite_path(url)).is_file():
+            raise _cli_error(f"no SQLite store at {sqlite_path(url)}")
+        return open_store(url)
+    except (ValueError, StoreError, SchemaTooNew) as exc:
+        raise _cli_error(f"cannot open the store: {exc}") from None
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    store = _open_existing(args.store)
+    try:
+        result = reconcile(store.reconciliation_facts())
+    except StoreError as exc:
+        raise _cli_error(f"cannot read the store: {exc}") from None
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"ok": result.ok, "discrepancy": result.discrepancy, **result.checked}, ensure_ascii=False))
+    elif result.ok:
+        c = result.checked
+        print(f"reconciled: {c['vouchers']} vouchers, {c['lines']} payment lines, NT$ {c['amount']:,} in "
+              f"{c['messages']} transfer messages; " + ", ".join(f"{s} {v['count']} (NT$ {v['amount']:,})"
+                                                                  for s, v in c["by_state"].items()))
+    else:
+        print(f"NOT reconciled: {result.discrepancy}")
+    return 0 if result.ok else 1
+
+
 def register(registry) -> None:
     p = registry.command("audit", "verify", help="check the audit log's hash chain; report the first broken link",
                          handler=_verify, group_help="inspect the audit log")
     p.add_argument("--store", required=True, metavar="URL",
                    help="store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    r = registry.command("audit", "reconcile", handler=_reconcile,
+                         help="prove the store's money adds up: vouchers = lines = sent = paid + returned + pending, "
+                              "no EndToEndId twice, budgets consistent; exit 1 with the first discrepancy")
+    r.add_argument("--store", required=True, metavar="URL",
+                   help="store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")

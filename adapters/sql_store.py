@@ -37,6 +37,7 @@ from gateway.store import (
 )
 
 from . import migrations
+from .sql_bank import BankSql
 from .sql_budget import BudgetSql
 
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
@@ -61,7 +62,7 @@ def _marks(columns: str) -> str:
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
-class SqlStore(BudgetSql, abc.ABC):
+class SqlStore(BudgetSql, BankSql, abc.ABC):
     """Base of the SQLite and PostgreSQL stores (:class:`gateway.store.VoucherStore`)."""
 
     dialect = ""
@@ -227,15 +228,7 @@ class SqlStore(BudgetSql, abc.ABC):
                                (action.voucher_id, action.revision, action.stage)).fetchone()
             if row is not None:
                 raise ActionAlreadyStored(self._action(row))
-        for change in write.changes:
-            updated = conn.execute(self._sql(
-                "UPDATE intake SET status = ?, chain_sha256 = ?, status_at = ? "
-                "WHERE voucher_id = ? AND revision = ? AND status = ? AND chain_sha256 = ?"),
-                (change.new_status, change.new_chain, self._time_param(change.at), change.voucher_id,
-                 change.revision, change.expected_status, change.expected_chain)).rowcount
-            if updated != 1:
-                raise StatusChanged(f"{change.voucher_id}#{change.revision} is no longer {change.expected_status} "
-                                    "with the chain it was read with")
+        self._change_statuses(conn, write.changes)
         at = write.changes[0].at
         for op in write.budget:
             self._apply_budget(conn, op, at)
@@ -250,6 +243,19 @@ class SqlStore(BudgetSql, abc.ABC):
                           self._time_param(action.received_at), action.person, action.key_sha256,
                           action.certificate, action.grant_kind, action.receipt_id, action.receipt_xml,
                           action.status_after, action.reason_code, action.reason_text, seq))
+
+    def _change_statuses(self, conn, changes) -> None:
+        """Each :class:`StatusChange` as a compare-and-set on (status, chain head); :class:`StatusChanged` if one
+        no longer holds (the caller's transaction then rolls back)."""
+        for change in changes:
+            updated = conn.execute(self._sql(
+                "UPDATE intake SET status = ?, chain_sha256 = ?, status_at = ? "
+                "WHERE voucher_id = ? AND revision = ? AND status = ? AND chain_sha256 = ?"),
+                (change.new_status, change.new_chain, self._time_param(change.at), change.voucher_id,
+                 change.revision, change.expected_status, change.expected_chain)).rowcount
+            if updated != 1:
+                raise StatusChanged(f"{change.voucher_id}#{change.revision} is no longer {change.expected_status} "
+                                    "with the chain it was read with")
 
     def _entry(self, row) -> AuditEntry:
         try:

@@ -90,6 +90,9 @@ TITLES: dict[str, str] = {
     "bank-amount-invalid": "A bank report amount is not whole New Taiwan dollars above zero",
     "bank-account-unexpected": "The bank report is about another account than the treasury account",
     "bank-outcome-conflict": "The bank report contradicts what the bank reported before",
+    "bank-reference-unknown": "The bank report names a payment, group or message the gateway never sent",
+    "bank-amount-mismatch": "The bank report states another amount than the payment sent",
+    "bank-report-conflict": "A bank report id was received before with other content",
 }
 _FALLBACK_TITLE = "The request was refused"
 

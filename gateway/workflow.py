@@ -122,9 +122,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.HELD, E.REJECT, A.TREASURY, S.REJECTED, B.FREE),
     # The bank.
     Transition(S.TREASURY_ACCEPTED, E.BATCH, A.GATEWAY, S.BATCHED),
-    Transition(S.BATCHED, E.PAY, A.BANK, S.PAID, B.CONSUME),
-    Transition(S.BATCHED, E.RETURN, A.BANK, S.RETURNED, B.FREE),  # rejected by the bank before settlement
-    Transition(S.PAID, E.RETURN, A.BANK, S.RETURNED, B.FREE),  # 退匯 after settlement: the money came back
+    # Once batched, money moves per payment line as the bank answers (gateway/bank_outcomes.py money_move);
+    # the voucher settles when every line has a final answer: all paid, or some returned (退匯).
+    Transition(S.BATCHED, E.PAY, A.BANK, S.PAID),
+    Transition(S.BATCHED, E.RETURN, A.BANK, S.RETURNED),  # some line rejected or returned by the bank
+    Transition(S.PAID, E.RETURN, A.BANK, S.RETURNED),  # 退匯 after settlement: a line's money came back
     # A correction (the next revision, received by intake) replaces the rejected one.
     Transition(S.REJECTED, E.SUPERSEDE, A.GATEWAY, S.SUPERSEDED),
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor
+from . import v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
-    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL)) for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor)
+    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL)) for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor,
+                                                     v0006_bank_exchange)
 )
 LATEST = MIGRATIONS[-1].version
 

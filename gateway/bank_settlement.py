@@ -1,0 +1,212 @@
+"""Turning workflow state into bank messages and bank reports back into workflow state. Pure.
+
+Two decisions live here, each a plain function over values the adapters read from the store:
+
+- :func:`build_batch`: treasury-accepted vouchers → their payment lines, grouped into signed pain.001
+  transfer messages (gateway/payment_batching.py, gateway/pain001.py, gateway/bank_envelope.py), and the
+  one :class:`BatchWrite` that moves the vouchers to ``batched`` together with the outbox rows.
+- :func:`settle_report`: a verified bank report and the stored lines it names → the line changes, money
+  moves and per-voucher audit events of ONE :class:`ReportWrite`,
+  plus what could not be applied (unknown references, contradictions) for the dead-letter queue; then
+  :func:`settlement_write` settles each voucher whose lines all have a final answer.
+
+Why per line: a payroll voucher carries hundreds of payees; the bank pays most and returns a few (退匯).
+The agency must learn which, at once; the voucher itself settles only when every line has a final answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from .approvals import system_write
+from .bank_envelope import seal
+from .bank_outcomes import apply_outcome, money_move
+from .bank_payments import BankOutcome, BankReport, LineState, Payment, end_to_end_id
+from .bank_store import BankMessageRecord, BatchedPayment, BatchWrite, LineChange, PaymentRow, ReportWrite
+from .errors import Refusal
+from .pain001 import TreasuryAccount, build_pain001
+from .payment_batching import plan_transfers
+from .signing import SignerKey
+from .store import AuditEvent, IntakeRecord, StatusChange, WorkflowWrite
+from .voucher_model import Voucher
+from .workflow import Actor, Event, Status
+
+GATEWAY_NAME = "TPE-TREASURY-GATEWAY"
+"""How the gateway names itself as the sender of transfer messages (schemas/bank-message.xsd Sender)."""
+BANK_NAME = "FUBON-012-2102"
+"""The treasury agent bank (代庫銀行): Taipei Fubon Bank, treasury branch 012-2102."""
+TRANSFER_TYPE = "pain.001.001.09"
+TRANSFER_ROUTING = "transfers"
+REPORT_ROUTING = "reports"
+BANK_ACTOR = "bank"
+BATCH_ACTOR = "gateway"
+MAX_REMITTANCE = 140
+
+
+def voucher_payments(record: IntakeRecord, voucher: Voucher, execution_date: datetime.date) -> list[Payment]:
+    """Every payee line of one stored, verified voucher revision as a payment to send."""
+    text = voucher.purpose[:MAX_REMITTANCE]
+    return [Payment(end_to_end_id(voucher.agency_code, voucher.fiscal_year, voucher.voucher_number,
+                                  voucher.revision, line.number),
+                    record.voucher_id, record.revision, line.number, record.agency, line.amount, line.payee_name,
+                    line.payee_id, line.bank_code, line.branch_code, line.account_number,
+                    voucher.payment_method.kind.value, execution_date, text)
+            for line in voucher.lines]
+
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    """The gateway's signing key and certificate (the receipt key), and the treasury account it pays from."""
+
+    key: SignerKey
+    cert: x509.Certificate
+    debtor: TreasuryAccount
+
+
+def build_batch(vouchers: Sequence[tuple[IntakeRecord, Voucher]], *, execution_date: datetime.date,
+                max_per_message: int, signer: SigningIdentity, at: datetime.datetime) -> BatchWrite:
+    """One batch: the vouchers' lines in signed transfer messages, and their move to ``batched``."""
+    payments: list[Payment] = []
+    keys: dict[tuple[str, int], tuple[int, str]] = {}
+    changes: list[StatusChange] = []
+    events: list[AuditEvent] = []
+    for record, voucher in vouchers:
+        payments += voucher_payments(record, voucher, execution_date)
+        keys[(record.voucher_id, record.revision)] = (voucher.fiscal_year, voucher.budget_subject)
+    plans = plan_transfers(payments, max_per_message=max_per_message)
+    messages: list[BankMessageRecord] = []
+    batched: list[BatchedPayment] = []
+    carried: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for plan in plans:
+        body = seal(build_pain001(plan, debtor=signer.debtor, created_at=at), message_id=plan.message_id,
+                    message_type=TRANSFER_TYPE, sender=GATEWAY_NAME, receiver=BANK_NAME, key=signer.key,
+                    cert=signer.cert, created_at=at)
+        messages.append(BankMessageRecord("out", plan.message_id, TRANSFER_TYPE, TRANSFER_ROUTING, body,
+                                          hashlib.sha256(body).hexdigest(), plan.count, plan.control_sum, at))
+        for group in plan.groups:
+            for payment in group.payments:
+                year, subject = keys[(payment.voucher_id, payment.revision)]
+                batched.append(BatchedPayment(payment, plan.message_id, group.payment_info_id, year, subject))
+                carried[(payment.voucher_id, payment.revision)].add(plan.message_id)
+    for record, _voucher in vouchers:
+        write = system_write(record, Event.BATCH, Actor.GATEWAY, at, actor_name=BATCH_ACTOR,
+                             detail={"messages": sorted(carried[(record.voucher_id, record.revision)])})
+        changes += write.changes
+        events += write.events
+    return BatchWrite(tuple(changes), tuple(batched), tuple(messages), tuple(events))
+
+
+# --- reports ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Unapplied:
+    """Something a report says that cannot be applied: why (a stable code) and about what."""
+
+    code: str
+    reference: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Settlement:
+    write: ReportWrite
+    unapplied: tuple[Unapplied, ...] = ()
+    counts: dict = field(default_factory=dict)
+
+
+def scope_of(outcome: BankOutcome) -> tuple[str, str]:
+    """(kind, reference) of what an outcome is about, for the adapter to fetch its lines."""
+    if outcome.end_to_end_id:
+        return "payment", outcome.end_to_end_id
+    if outcome.original_payment_info_id:
+        return "group", outcome.original_payment_info_id
+    return "message", outcome.original_message_id or ""
+
+
+def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Sequence[list[PaymentRow]],
+                  vouchers: dict[tuple[str, int], IntakeRecord], at: datetime.datetime) -> Settlement:
+    """What ``report`` does to its lines. ``targets[i]`` are the stored lines outcome ``i`` names (empty:
+    unknown); ``vouchers`` holds every revision those lines belong to (for the audit subject). Outcomes apply
+    in report order; later ones see earlier ones' effect."""
+    state: dict[str, PaymentRow] = {}
+    changes: dict[str, LineChange] = {}
+    unapplied: list[Unapplied] = []
+    notes: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for outcome, rows in zip(report.outcomes, targets, strict=True):
+        if not rows:
+            kind, ref = scope_of(outcome)
+            unapplied.append(Unapplied("bank-reference-unknown", ref, f"no {kind} {ref!r} was sent to the bank"))
+            continue
+        if outcome.end_to_end_id and outcome.amount is not None and outcome.amount != rows[0].amount:
+            unapplied.append(Unapplied("bank-amount-mismatch", outcome.end_to_end_id,
+                                       f"the bank reports NT$ {outcome.amount:,} for a NT$ {rows[0].amount:,} payment"))
+            continue
+        for row in rows:
+            current = state.get(row.end_to_end_id, row)
+            try:
+                after = apply_outcome(current.state, outcome.kind)
+            except Refusal as refusal:
+                unapplied.append(Unapplied(refusal.code, row.end_to_end_id, refusal.message))
+                continue
+            if after is None:
+                continue
+            first = changes.get(row.end_to_end_id)
+            expected = first.expected if first else row.state
+            reason = outcome.reason_code if after is LineState.RETURNED else None
+            changes[row.end_to_end_id] = LineChange(
+                row.end_to_end_id, expected, after, money_move(expected, after), reason_code=reason,
+                reason_text=outcome.reason_text if reason else None, bank_reference=outcome.bank_reference,
+                booked_on=outcome.booked_on)
+            state[row.end_to_end_id] = _moved(current, after)
+            notes[(row.voucher_id, row.revision)][after.value].append(
+                {"line": row.line_number, "end_to_end_id": row.end_to_end_id}
+                | ({"reason_code": reason, "reason_text": outcome.reason_text} if reason else {}))
+    events = [AuditEvent(at=at, actor=BANK_ACTOR, action="bank.report", subject=vouchers[key].subject,
+                         detail={"report": report.message_id, "type": report.message_type,
+                                 **{k: v for k, v in sorted(notes[key].items())}})
+              for key in sorted(notes)]
+    write = ReportWrite(record, tuple(changes.values()), tuple(events), at)
+    counts = defaultdict(int)
+    for change in changes.values():
+        counts[change.new.value] += 1
+    return Settlement(write, tuple(unapplied), dict(counts))
+
+
+def _moved(row: PaymentRow, after: LineState) -> PaymentRow:
+    return PaymentRow(**{**row.__dict__, "state": after})
+
+
+def settlement_write(record: IntakeRecord, lines: Sequence[PaymentRow], at: datetime.datetime) -> WorkflowWrite | None:
+    """The voucher's settlement once its lines say so (see :func:`_settling_event`), or None.
+
+    Decided after a report's lines are stored, in a transaction of its own, on lines read afresh: two
+    reports about one voucher applied at once each see only their own lines before they commit, but
+    whichever commits last sees both when it decides here. The compare-and-set on the voucher's status
+    makes a second decision harmless, and a sweep settles what a crash left between the two."""
+    event = _settling_event(Status(record.status), [line.state for line in lines])
+    if event is None:
+        return None
+    returned = [{"line": line.line_number, "reason_code": line.reason_code} for line in lines
+                if line.state is LineState.RETURNED]
+    detail = {"lines": len(lines), "paid": sum(1 for line in lines if line.state is LineState.PAID)}
+    return system_write(record, event, Actor.BANK, at, actor_name=BANK_ACTOR,
+                        detail=detail | ({"returned": returned} if returned else {}))
+
+
+_FINAL = (LineState.PAID, LineState.RETURNED)
+
+
+def _settling_event(status: Status, lines: list[LineState]) -> Event | None:
+    """Whether a voucher settles now: every line final → PAY (all paid) or RETURN (some returned); a paid
+    voucher with a line returned afterwards → RETURN."""
+    if status is Status.BATCHED and lines and all(s in _FINAL for s in lines):
+        return Event.RETURN if LineState.RETURNED in lines else Event.PAY
+    if status is Status.PAID and LineState.RETURNED in lines:
+        return Event.RETURN
+    return None
