@@ -66,13 +66,13 @@ class BankSql:
         try:
             with self._chain_tx() as (conn, append):
                 self._change_statuses(conn, write.changes)
-                for change in write.changes:
-                    moved = conn.execute(self._sql("UPDATE reservations SET state = 'batched', changed_at = ? "
-                                                   "WHERE voucher_id = ? AND revision = ? AND state = 'reserved'"),
-                                         (self._time_param(at), change.voucher_id, change.revision)).rowcount
-                    if moved != 1:
-                        raise StoreError(f"budget-reservation-unknown: {change.voucher_id}#{change.revision} has no "
-                                         "reservation to batch")
+                cursor = conn.cursor()
+                cursor.executemany(self._sql("UPDATE reservations SET state = 'batched', changed_at = ? "
+                                             "WHERE voucher_id = ? AND revision = ? AND state = 'reserved'"),
+                                   [(self._time_param(at), c.voucher_id, c.revision) for c in write.changes])
+                if cursor.rowcount != len(write.changes):
+                    raise StoreError(f"budget-reservation-unknown: {len(write.changes) - cursor.rowcount} batched "
+                                     "revision(s) have no reservation")
                 for message in write.messages:
                     self._insert_message(conn, message)
                 stamp = self._time_param(at)
@@ -201,6 +201,21 @@ class BankSql:
         rows = self._read(self._sql(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE voucher_id = ? AND revision = ? "
                                     "ORDER BY line_number"), (voucher_id, revision))
         return [self._payment(r) for r in rows]
+
+    def payments_of_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[PaymentRow]]:
+        """Every line of each revision in ``keys``, by line number; one query per 300 revisions."""
+        found: dict[tuple[str, int], list[PaymentRow]] = defaultdict(list)
+        voucher_ids = sorted({voucher_id for voucher_id, _ in keys})
+        wanted = set(keys)
+        for start in range(0, len(voucher_ids), 300):
+            chunk = voucher_ids[start:start + 300]
+            rows = self._read(self._sql(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE voucher_id IN "
+                                        f"({', '.join('?' for _ in chunk)}) ORDER BY voucher_id, revision, "
+                                        "line_number"), tuple(chunk))
+            for row in rows:
+                if (row[1], row[2]) in wanted:
+                    found[(row[1], row[2])].append(self._payment(row))
+        return dict(found)
 
     def bank_totals(self) -> dict:
         """The figures reconciliation compares, each read straight from the tables."""

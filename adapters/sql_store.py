@@ -247,15 +247,17 @@ class SqlStore(BudgetSql, BankSql, abc.ABC):
     def _change_statuses(self, conn, changes) -> None:
         """Each :class:`StatusChange` as a compare-and-set on (status, chain head); :class:`StatusChanged` if one
         no longer holds (the caller's transaction then rolls back)."""
-        for change in changes:
-            updated = conn.execute(self._sql(
-                "UPDATE intake SET status = ?, chain_sha256 = ?, status_at = ? "
-                "WHERE voucher_id = ? AND revision = ? AND status = ? AND chain_sha256 = ?"),
-                (change.new_status, change.new_chain, self._time_param(change.at), change.voucher_id,
-                 change.revision, change.expected_status, change.expected_chain)).rowcount
-            if updated != 1:
-                raise StatusChanged(f"{change.voucher_id}#{change.revision} is no longer {change.expected_status} "
-                                    "with the chain it was read with")
+        cursor = conn.cursor()
+        cursor.executemany(self._sql(
+            "UPDATE intake SET status = ?, chain_sha256 = ?, status_at = ? "
+            "WHERE voucher_id = ? AND revision = ? AND status = ? AND chain_sha256 = ?"),
+            [(change.new_status, change.new_chain, self._time_param(change.at), change.voucher_id,
+              change.revision, change.expected_status, change.expected_chain) for change in changes])
+        if cursor.rowcount != len(changes):
+            first = changes[0]
+            which = (f"{first.voucher_id}#{first.revision} is" if len(changes) == 1
+                     else f"{len(changes) - cursor.rowcount} of {len(changes)} revisions are")
+            raise StatusChanged(f"{which} no longer in the status and chain they were read with")
 
     def _entry(self, row) -> AuditEntry:
         try:

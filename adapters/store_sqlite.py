@@ -86,7 +86,17 @@ class SqliteStore(SqlStore):
     @contextmanager
     def _chain_tx(self) -> Iterator[tuple[sqlite3.Connection, Callable[[AuditEvent], AuditEntry]]]:
         with self._write() as conn:
-            yield conn, lambda event: self._append(conn, event)
+            head: list = []  # the chain head once read: the write lock is held, so no one else moves it
+
+            def append(event: AuditEvent) -> AuditEntry:
+                if not head:
+                    head.append(conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+                                or (0, GENESIS_HASH))
+                entry = self._append(conn, head[0], event)
+                head[0] = (entry.seq, entry.hash)
+                return entry
+
+            yield conn, append
 
     def _migration_tx(self):
         return self._write()  # BEGIN IMMEDIATE: the database's one write lock
@@ -94,9 +104,8 @@ class SqliteStore(SqlStore):
     # --- inside a write transaction --------------------------------------------------------------------
 
     @staticmethod
-    def _append(conn: sqlite3.Connection, event: AuditEvent) -> AuditEntry:
-        row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        entry = next_entry(*(row or (0, GENESIS_HASH)), event)
+    def _append(conn: sqlite3.Connection, head: tuple[int, str], event: AuditEvent) -> AuditEntry:
+        entry = next_entry(head[0], head[1], event)
         conn.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (entry.seq, utc_text(event.at), event.actor, event.action, event.subject,
                       event.document_sha256, canonical_json(event.detail), entry.prev_hash, entry.hash))

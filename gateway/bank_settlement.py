@@ -130,10 +130,9 @@ def scope_of(outcome: BankOutcome) -> tuple[str, str]:
 
 
 def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Sequence[list[PaymentRow]],
-                  vouchers: dict[tuple[str, int], IntakeRecord], at: datetime.datetime) -> Settlement:
+                  at: datetime.datetime) -> Settlement:
     """What ``report`` does to its lines. ``targets[i]`` are the stored lines outcome ``i`` names (empty:
-    unknown); ``vouchers`` holds every revision those lines belong to (for the audit subject). Outcomes apply
-    in report order; later ones see earlier ones' effect."""
+    unknown). Outcomes apply in report order; later ones see earlier ones' effect."""
     state: dict[str, PaymentRow] = {}
     changes: dict[str, LineChange] = {}
     unapplied: list[Unapplied] = []
@@ -167,7 +166,7 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
             notes[(row.voucher_id, row.revision)][after.value].append(
                 {"line": row.line_number, "end_to_end_id": row.end_to_end_id}
                 | ({"reason_code": reason, "reason_text": outcome.reason_text} if reason else {}))
-    events = [AuditEvent(at=at, actor=BANK_ACTOR, action="bank.report", subject=vouchers[key].subject,
+    events = [AuditEvent(at=at, actor=BANK_ACTOR, action="bank.report", subject=f"{key[0]}#{key[1]}",
                          detail={"report": report.message_id, "type": report.message_type,
                                  **{k: v for k, v in sorted(notes[key].items())}})
               for key in sorted(notes)]

@@ -188,6 +188,9 @@ class BankLedger(Protocol):
     def payments_of(self, voucher_id: str, revision: int) -> list[PaymentRow]:
         """A revision's lines, by line number."""
 
+    def payments_of_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[PaymentRow]]:
+        """The lines of each (voucher id, revision) in ``keys`` that has any, by line number."""
+
     def record_report(self, write: ReportWrite) -> None:
         """Apply ``write`` in ONE transaction, or nothing: :class:`ReportAlreadyStored` for a repeat,
         :class:`LineChanged` when a line moved meanwhile."""

@@ -155,3 +155,7 @@ def register(registry) -> None:
     from .bench_approvals import register as register_approvals  # `vgw bench approvals`, same group
 
     register_approvals(registry)
+
+    from .bench_bank import register as register_bank  # `vgw bench bank`, same group
+
+    register_bank(registry)

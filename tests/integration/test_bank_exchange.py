@@ -103,6 +103,10 @@ def run_day(world: World, reactor) -> None:
     assert batched == sum(len(v.lines) for v in world.vouchers)
     assert call(reactor, world.relay.pump) == len(world.store.bank_messages("out", limit=1000))
     eventually(reactor, lambda: world.settled(), "every payment line and voucher paid or returned", timeout=60)
+    # and quiet: every report the bank sent handled, so nothing still writes when the test's store closes
+    handled = world.intake.counts
+    eventually(reactor, lambda: handled.reports + handled.repeats + handled.dead == world.bank.counts.reports,
+               "every report handled", timeout=60)
 
 
 def assert_reconciled(world: World) -> dict:
