@@ -33,7 +33,7 @@ from lxml import etree
 from .errors import GatewayError, Problem, Refusal
 from .schema_validation import compiled_schema, schema_problems
 from .signature_verification import verify_enveloped
-from .signing import SignerKey, sign_element
+from .signing import SignerKey, sign_owned_element
 from .xml_safety import XmlLimits, parse_untrusted, tree_path
 from .xml_writing import child_writer
 
@@ -142,7 +142,7 @@ def seal(document: etree._Element, *, message_id: str, message_type: str, sender
     if problems:
         raise GatewayError(f"refusing to seal an invalid {message_type} document: "
                            + "; ".join(str(p) for p in problems[:5]))
-    signed = sign_element(root, key, cert, created_at)
+    signed = sign_owned_element(root, key, cert, created_at)  # root was built above for this message alone
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
