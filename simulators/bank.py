@@ -52,6 +52,7 @@ class SimulatedBank:
     seed: int = 0
     return_rate: float = 0.02
     notify: bool = True  # also send camt.054 debit notifications for what was paid
+    ledger: object = None  # a text file: one line per booking (EndToEndId, amount), for outside checks
     booked: Counter = field(default_factory=Counter)
     counts: BankCounts = field(default_factory=BankCounts)
     _answers: dict = field(default_factory=dict)
@@ -97,6 +98,8 @@ class SimulatedBank:
                     statuses.append((e2e, "RJCT", reason, None, tx.amount, reference))
                 else:
                     self.booked[e2e] += 1
+                    if self.ledger is not None:
+                        self.ledger.write(f"{e2e} {tx.amount}\n")
                     self.counts.paid += 1
                     statuses.append((e2e, "ACSC", None, None, tx.amount, reference))
                     entries.append((e2e, tx.amount, "DBIT", now.date(), reference, None))
@@ -112,6 +115,8 @@ class SimulatedBank:
                     entries=entries), notice_id, now))
             self.counts.reports += len(answers)
             self._answers[sealed.message_id] = answers
+            if self.ledger is not None:
+                self.ledger.flush()
             return answers
 
     def _sealed(self, message_type: str, document, message_id: str, now: datetime.datetime) -> tuple[str, bytes]:
@@ -135,3 +140,51 @@ class SimulatedBank:
             return "ack"
 
         transport.consume(transfers_queue, handler)
+
+
+# --- `vgw sim bank` ----------------------------------------------------------------------------------------------
+
+def _run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pika
+    from twisted.internet import reactor
+
+    from adapters.bank_amqp import AmqpBankTransport
+    from adapters.bank_transport import BankTopology
+
+    from .pki.layout import load_cert, load_key
+
+    pki = Path(args.pki)
+    ledger = open(args.ledger, "a", encoding="utf-8") if args.ledger else None  # noqa: SIM115 - lives with the process
+    bank = SimulatedBank(load_cert(pki / "gateway/cert.pem"), load_key(pki / "bank/key.pem"),
+                         load_cert(pki / "bank/cert.pem"),
+                         lambda: datetime.datetime.now(datetime.timezone.utc), seed=args.seed,
+                         return_rate=args.return_rate, notify=not args.no_notifications, ledger=ledger)
+    transport = AmqpBankTransport(pika.URLParameters(args.amqp), BankTopology().prefixed(args.topology_prefix),
+                                  reactor=reactor)
+
+    def started(_):
+        bank.attach(transport, transport.topology.transfers_queue)
+        print("vgw sim bank: ready", flush=True)
+
+    reactor.callWhenRunning(lambda: transport.start().addCallbacks(started, lambda f: reactor.stop()))
+    reactor.addSystemEventTrigger("before", "shutdown", transport.stop)
+    reactor.run()
+    print(json.dumps({"bank": vars(bank.counts), "booked": sum(bank.booked.values()),
+                      "booked_twice": sum(1 for n in bank.booked.values() if n > 1)}), flush=True)
+    return 0
+
+
+def register(registry) -> None:
+    p = registry.command("sim", "bank", handler=_run, group_help="simulators of agencies and the bank",
+                         help="the simulated treasury agent bank over RabbitMQ: books pain.001 transfers once, "
+                              "answers with signed pain.002 and camt.054")
+    p.add_argument("--amqp", required=True, metavar="URL", help="RabbitMQ URL")
+    p.add_argument("--pki", required=True, metavar="DIR", help="a `vgw pki init` folder (bank key, gateway cert)")
+    p.add_argument("--topology-prefix", default="", metavar="PREFIX", help="as given to `vgw bank run`")
+    p.add_argument("--ledger", metavar="FILE", help="append one line per booking (EndToEndId amount)")
+    p.add_argument("--return-rate", type=float, default=0.02, help="share of payments returned (default 0.02)")
+    p.add_argument("--no-notifications", action="store_true", help="send pain.002 only, no camt.054")
+    p.add_argument("--seed", type=int, default=0, help="seed of which payments are returned")

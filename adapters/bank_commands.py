@@ -1,0 +1,84 @@
+"""``vgw bank run``: the bank exchange as a process of its own (adapters/bank_worker.py) over RabbitMQ.
+
+A deployment runs it beside ``vgw serve`` (one or several: every loop is safe to run twice); the crash
+tests kill it with SIGKILL at random moments and start it again. It prints ``vgw bank: ready`` once it
+consumes reports, and stops on SIGTERM/SIGINT after the transport settled what it had in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+
+from .bank_worker import BankWorker, BankWorkerSettings
+
+
+def _cli_error(message: str) -> Exception:
+    from .cli import CliError
+
+    return CliError(message)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pika
+    from twisted.internet import reactor
+
+    from gateway.bank_settlement import SigningIdentity
+    from gateway.pain001 import TAIPEI_TREASURY
+    from .bank_amqp import AmqpBankTransport
+    from .bank_transport import BankTopology
+    from .store_factory import open_store
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pki = Path(args.pki)
+    try:
+        signer = SigningIdentity(
+            serialization.load_pem_private_key((pki / "gateway/key.pem").read_bytes(), password=None),
+            x509.load_pem_x509_certificate((pki / "gateway/cert.pem").read_bytes()), TAIPEI_TREASURY)
+        bank_cert = x509.load_pem_x509_certificate((pki / "bank/cert.pem").read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _cli_error(f"cannot read the gateway key or the bank certificate under {pki}: {exc}") from None
+    store = open_store(args.store)
+    transport = AmqpBankTransport(pika.URLParameters(args.amqp), BankTopology().prefixed(args.topology_prefix),
+                                  reactor=reactor)
+    settings = BankWorkerSettings(batch_seconds=args.batch_seconds, relay_seconds=args.relay_seconds,
+                                  sweep_seconds=args.sweep_seconds, max_per_message=args.max_per_message,
+                                  unconfirmed_after=datetime.timedelta(hours=args.unconfirmed_hours))
+    worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor)
+    failed: list = []
+
+    def started(_):
+        print("vgw bank: ready", flush=True)
+
+    def could_not_start(failure):
+        failed.append(failure.getErrorMessage())
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: worker.start().addCallbacks(started, could_not_start))
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+    reactor.addSystemEventTrigger("after", "shutdown", store.close)
+    reactor.run()
+    if failed:
+        raise _cli_error(f"the bank exchange could not start: {failed[0]}")
+    return 0
+
+
+def register(registry) -> None:
+    p = registry.command("bank", "run", handler=_run, group_help="the bank exchange (ISO 20022 over RabbitMQ)",
+                         help="run the bank exchange: batch accepted payments into signed pain.001, relay them, "
+                              "apply the bank's pain.002 / camt.054 reports")
+    p.add_argument("--store", required=True, metavar="URL", help="store URL (sqlite:///PATH or postgresql://…)")
+    p.add_argument("--amqp", required=True, metavar="URL", help="RabbitMQ URL (amqp://user:pass@host:port/vhost)")
+    p.add_argument("--pki", required=True, metavar="DIR",
+                   help="folder with gateway/key.pem, gateway/cert.pem (signing) and bank/cert.pem (pinned)")
+    p.add_argument("--topology-prefix", default="", metavar="PREFIX",
+                   help="prefix of the exchange and queue names (an isolated environment on a shared broker)")
+    p.add_argument("--batch-seconds", type=float, default=5.0, help="batching interval (default 5)")
+    p.add_argument("--relay-seconds", type=float, default=2.0, help="outbox relay interval (default 2)")
+    p.add_argument("--sweep-seconds", type=float, default=10.0, help="settlement sweep interval (default 10)")
+    p.add_argument("--max-per-message", type=int, default=5000, help="transactions per pain.001 (default 5,000)")
+    p.add_argument("--unconfirmed-hours", type=float, default=24.0,
+                   help="flag payment lines without a final bank answer after this many hours (default 24)")
