@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import hashlib
 from collections.abc import Callable
@@ -81,25 +82,60 @@ class BankBatcher:
             records = self.store.queue(Status.TREASURY_ACCEPTED.value, limit=self.vouchers_per_batch)
             if not records:
                 return 0
-            now = self.clock()
-            vouchers = [(r, read_voucher(parse_untrusted(r.received_bytes, _STORED_LIMITS))) for r in records]
-            write = build_batch(vouchers, execution_date=self.execution_date(now),
-                                max_per_message=self.max_per_message, signer=self.signer, at=now)
+            write = self._build(records)
             try:
                 self.store.record_batch(write)
             except StatusChanged:
                 continue  # another batcher took one of them: read the queue again
-            log.info("batched {lines} payment lines of {vouchers} vouchers into {messages} transfer messages",
-                     lines=len(write.payments), vouchers=len(records), messages=len(write.messages))
+            self._logged(write, records)
             return len(write.payments)
         raise Refusal("voucher-busy", "the treasury-accepted queue kept changing during batching")
 
     def batch_all(self) -> int:
-        """Batch until nothing treasury-accepted is left; the number of lines batched."""
+        """Batch everything treasury-accepted now; the number of lines batched.
+
+        Pipelined: while one batch's transaction commits (the database works, the GIL is free), the next is
+        read, built and signed. Each batch pages on from where the previous one ended (status time, id),
+        so a batch still committing is never read again. A batch another process took first is skipped
+        (its StatusChanged); what remains is picked up by the next run."""
         total = 0
-        while (lines := self.batch_once()):
-            total += lines
+        after = None
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vgw-batch-commit") as committer:
+            committing = None
+            while True:
+                records = self.store.queue(Status.TREASURY_ACCEPTED.value, limit=self.vouchers_per_batch, after=after)
+                if not records:
+                    break
+                last = records[-1]
+                after = (last.status_at, last.voucher_id, last.revision)
+                write = self._build(records)
+                total += self._committed(committing)
+                committing = (committer.submit(self.store.record_batch, write), write, records)
+            total += self._committed(committing)
         return total
+
+    def _build(self, records):
+        now = self.clock()
+        vouchers = [(r, read_voucher(parse_untrusted(r.received_bytes, _STORED_LIMITS))) for r in records]
+        return build_batch(vouchers, execution_date=self.execution_date(now), max_per_message=self.max_per_message,
+                           signer=self.signer, at=now)
+
+    def _committed(self, committing) -> int:
+        if committing is None:
+            return 0
+        future, write, records = committing
+        try:
+            future.result()
+        except StatusChanged:
+            log.info("a batch of {n} vouchers was taken by another batcher meanwhile", n=len(records))
+            return 0
+        self._logged(write, records)
+        return len(write.payments)
+
+    @staticmethod
+    def _logged(write, records) -> None:
+        log.info("batched {lines} payment lines of {vouchers} vouchers into {messages} transfer messages",
+                 lines=len(write.payments), vouchers=len(records), messages=len(write.messages))
 
 
 class OutboxRelay:
@@ -254,9 +290,10 @@ class ReportIntake:
         of vouchers at once); if any moved meanwhile, one by one instead. How many settled."""
         now = self.clock()
         lines = self.store.payments_of_many(keys)
+        heads = self.store.heads(keys)
         writes = []
         for key in keys:
-            write = settlement_write(self.store.get(*key), lines.get(key, []), now)
+            write = settlement_write(heads[key], lines.get(key, []), now)
             if write is not None:
                 writes.append(write)
         if not writes:

@@ -26,6 +26,7 @@ from gateway.store import (
     StatusChanged,
     StoreError,
     UnreadableAuditEntry,
+    VoucherHead,
     WorkflowWrite,
     canonical_json,
     check_cursor_move,
@@ -275,6 +276,19 @@ class SqlStore(BudgetSql, BankSql, abc.ABC):
                                         "AND revision = ?"), (voucher_id, revision))
         return self._record(rows[0]) if rows else None
 
+    def heads(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], VoucherHead]:
+        wanted = set(keys)
+        found: dict[tuple[str, int], VoucherHead] = {}
+        voucher_ids = sorted({voucher_id for voucher_id, _ in keys})
+        for start in range(0, len(voucher_ids), 300):
+            chunk = voucher_ids[start:start + 300]
+            for row in self._read(self._sql("SELECT voucher_id, revision, agency, status, chain_sha256, summary FROM "
+                                            f"intake WHERE voucher_id IN ({', '.join('?' for _ in chunk)})"),
+                                  tuple(chunk)):
+                if (row[0], row[1]) in wanted:
+                    found[(row[0], row[1])] = VoucherHead(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+        return found
+
     def revisions(self, voucher_id: str) -> list[IntakeRecord]:
         rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE voucher_id = ? ORDER BY revision"),
                           (voucher_id,))
@@ -314,12 +328,16 @@ class SqlStore(BudgetSql, BankSql, abc.ABC):
                                     "AND stage = ?"), (voucher_id, revision, stage))
         return self._action(rows[0]) if rows else None
 
-    def queue(self, status: str, *, agency: str | None = None, limit: int = 100) -> list[IntakeRecord]:
+    def queue(self, status: str, *, agency: str | None = None, limit: int = 100,
+              after: tuple[datetime.datetime, str, int] | None = None) -> list[IntakeRecord]:
         check_limit(limit)
         where, params = ["status = ?"], [status]
         if agency is not None:
             where.append("agency = ?")
             params.append(agency)
+        if after is not None:
+            where.append(f"(status_at, voucher_id, revision) > {self.cursor_tuple}")
+            params += [self._time_param(after[0]), after[1], after[2]]
         rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE {' AND '.join(where)} "
                                     "ORDER BY status_at, voucher_id, revision LIMIT ?"), (*params, limit))
         return [self._record(row) for row in rows]

@@ -29,8 +29,8 @@ from .certificates import CertificateIdentity
 from .errors import Refusal
 from .role_registry import Grant, RoleRegistry
 from .roles import TREASURY_AGENCY, Role
-from .store import (ActionRecord, AuditEvent, BudgetOp, IntakeRecord, StatusChange, WorkflowWrite, actor_of,
-                    parse_utc_text)
+from .store import (ActionRecord, AuditEvent, BudgetOp, IntakeRecord, StatusChange, VoucherHead, WorkflowWrite,
+                    actor_of, parse_utc_text)
 from .workflow import Budget
 from .workflow import Actor, Event, Status, Transition, transition
 
@@ -146,8 +146,8 @@ GATEWAY_ACTOR = "gateway"
 """How the audit log names the gateway acting on its own (superseding, batching)."""
 
 
-def system_write(record: IntakeRecord, event: Event, actor: Actor, at: datetime.datetime, *, actor_name: str,
-                 detail: dict | None = None) -> WorkflowWrite:
+def system_write(record: IntakeRecord | VoucherHead, event: Event, actor: Actor, at: datetime.datetime, *,
+                 actor_name: str, detail: dict | None = None) -> WorkflowWrite:
     """The write for an event not caused by a signed person (treasury checks, bank, gateway): the table's
     row applied to ``record`` as stored, as a compare-and-set on its status and chain, with its audit event."""
     row = transition(Status(record.status), event, actor)
@@ -171,7 +171,7 @@ def supersede_write(rejected: IntakeRecord, by_revision: int, at: datetime.datet
 _BUDGET_KINDS = {Budget.RESERVE: "reserve", Budget.CONSUME: "consume", Budget.FREE: "free"}
 
 
-def budget_ops(row: Transition, record: IntakeRecord) -> tuple[BudgetOp, ...]:
+def budget_ops(row: Transition, record: IntakeRecord | VoucherHead) -> tuple[BudgetOp, ...]:
     """What ``row`` does to ``record``'s allotment, as store operations (none for most rows). The key and
     amount come from the revision's summary: its agency, fiscal year, budget subject and control total."""
     kind = _BUDGET_KINDS.get(row.budget)

@@ -33,7 +33,7 @@ from .errors import Refusal
 from .pain001 import TreasuryAccount, build_pain001
 from .payment_batching import plan_transfers
 from .signing import SignerKey
-from .store import AuditEvent, IntakeRecord, StatusChange, WorkflowWrite
+from .store import AuditEvent, IntakeRecord, StatusChange, VoucherHead, WorkflowWrite
 from .voucher_model import Voucher
 from .workflow import Actor, Event, Status
 
@@ -181,7 +181,8 @@ def _moved(row: PaymentRow, after: LineState) -> PaymentRow:
     return PaymentRow(**{**row.__dict__, "state": after})
 
 
-def settlement_write(record: IntakeRecord, lines: Sequence[PaymentRow], at: datetime.datetime) -> WorkflowWrite | None:
+def settlement_write(record: IntakeRecord | VoucherHead, lines: Sequence[PaymentRow],
+                     at: datetime.datetime) -> WorkflowWrite | None:
     """The voucher's settlement once its lines say so (see :func:`_settling_event`), or None.
 
     Decided after a report's lines are stored, in a transaction of its own, on lines read afresh: two

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .errors import GatewayError, Refusal
 
@@ -132,6 +132,22 @@ class IntakeRecord:
     @property
     def subject(self) -> str:
         """How the audit log names this revision."""
+        return f"{self.voucher_id}#{self.revision}"
+
+
+class VoucherHead(NamedTuple):
+    """What a system step needs of a stored revision to decide and compare-and-set it: its status, chain head
+    and summary, without the voucher's bytes (a bank report settles hundreds of vouchers at once)."""
+
+    voucher_id: str
+    revision: int
+    agency: str
+    status: str
+    chain_sha256: str
+    summary: dict
+
+    @property
+    def subject(self) -> str:
         return f"{self.voucher_id}#{self.revision}"
 
 
@@ -348,8 +364,10 @@ class VoucherStore(Protocol):
     def actions(self, voucher_id: str, revision: int) -> list[ActionRecord]:
         """The actions stored for that revision, in the order they were applied."""
 
-    def queue(self, status: str, *, agency: str | None = None, limit: int = 100) -> list[IntakeRecord]:
-        """Revisions in ``status`` (of ``agency``, or of every agency), oldest ``status_at`` first."""
+    def queue(self, status: str, *, agency: str | None = None, limit: int = 100,
+              after: tuple[datetime.datetime, str, int] | None = None) -> list[IntakeRecord]:
+        """Revisions in ``status`` (of ``agency``, or of every agency), oldest ``status_at`` first; with ``after``
+        (status_at, voucher_id, revision), only those after that position (paging through a long queue)."""
 
     def history(self, subject: str) -> list[AuditEntry]:
         """The audit entries about ``subject`` (``voucher_id#revision``), in seq order."""
@@ -372,6 +390,9 @@ class VoucherStore(Protocol):
                          exclude_voucher: str) -> list[tuple[str, str, int, int, str]]:
         """(payee key, voucher id, revision, line number, status) of indexed lines with one of ``payee_keys``,
         indexed at or after ``since``, of vouchers other than ``exclude_voucher``, whatever their status."""
+
+    def heads(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], VoucherHead]:
+        """The status, chain head and summary of each stored (voucher id, revision) in ``keys``."""
 
     def get(self, voucher_id: str, revision: int | None = None) -> IntakeRecord | None:
         """That revision, or the highest stored revision when ``revision`` is None; None if not stored."""

@@ -13,6 +13,7 @@ Design notes kept with the schema:
   each line's bank outcome moves its own amount (paid: reserved → consumed; returned: freed). SQLite cannot
   alter a CHECK, so the reservations table is rebuilt with the new state allowed.
 - payments.unconfirmed_at marks lines with no final answer after the configured time (an operator alert).
+- intake_queue_all serves the queues read across agencies, oldest first.
 """
 
 VERSION = 6
@@ -58,7 +59,9 @@ _TABLES = [
     )""",
     "CREATE INDEX payments_by_message ON payments (message_id, payment_info_id)",
     "CREATE INDEX payments_open ON payments (created_at) WHERE state IN ('pending', 'accepted')",
-    "CREATE INDEX payments_by_agency ON payments (agency, created_at)",
+    # Queues across every agency (the batcher, the treasury and settlement sweeps) in status-time order;
+    # intake_queue leads with the agency, so without this SQLite sorted whole rows, voucher bytes and all.
+    "CREATE INDEX intake_queue_all ON intake (status, status_at, voucher_id, revision)",
 ]
 
 _STATES = "('reserved', 'consumed', 'released', 'batched')"
