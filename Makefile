@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(BIN)/vgw bench verify
 	$(BIN)/vgw bench intake --rate half
 	$(BIN)/vgw bench approvals
+	$(BIN)/vgw bench bank
+	scripts/with-test-services sh -c '$(BIN)/vgw bench bank --amqp "$$VGW_TEST_AMQP_URL"'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -49,7 +49,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .amqp_thread import Backoff
-from .bank_transport import (ACK, DEAD, PREFETCH, WINDOW_BYTES, WINDOW_MESSAGES, BankTopology, Handler,
+from .bank_transport import (ACK, DEAD, PREFETCH, RETRY, WINDOW_BYTES, WINDOW_MESSAGES, BankTopology, Handler,
                              IBankTransport, PublishWindow, Tally, TransportLost, TransportRefused, TransportStats,
                              verdict_of)
 
@@ -494,6 +494,8 @@ class AmqpBankTransport:
             try:
                 if verdict == ACK:
                     channel.basic_ack(message.method.delivery_tag)
+                elif verdict == RETRY:
+                    channel.basic_nack(message.method.delivery_tag, requeue=True)
                 else:
                     assert verdict == DEAD
                     channel.basic_reject(message.method.delivery_tag, requeue=False)

@@ -37,7 +37,7 @@ from gateway.bank_settlement import (
 from gateway.bank_store import BankMessageRecord, LineChanged, ReportAlreadyStored
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.store import StatusChanged, WorkflowWrite
+from gateway.store import StatusChanged, StoreError, WorkflowWrite
 from gateway.voucher_xml import read_voucher
 from gateway.workflow import Status
 from gateway.working_days import DateOutsideCalendar, WorkingDayCalendar
@@ -50,6 +50,8 @@ log = Logger(namespace="vgw.bank")
 REPORT_TYPES = frozenset({"pain.002.001.10", "camt.054.001.08"})
 _STORED_LIMITS = XmlLimits(max_bytes=64 * 1024 * 1024, max_depth=64, max_elements=10_000_000)
 MAX_ATTEMPTS = 10
+RETRY_DELAY = 2.0
+"""Seconds a report waits before going back to its queue when the store failed."""
 DEFAULT_MAX_PER_MESSAGE = 5_000
 DEFAULT_VOUCHERS_PER_BATCH = 1_000
 
@@ -209,15 +211,26 @@ class ReportIntake:
         self.counts = IntakeCounts()
 
     def handler(self, body: bytes, headers: dict, message_id: str | None):
-        """The transport consumer's callback: the blocking work in the thread pool, fires 'ack' or 'dead'."""
-        return deferToThread(self.handle, body)
+        """The transport consumer's callback: the blocking work in the thread pool, fires 'ack', 'dead' or —
+        after :data:`RETRY_DELAY` seconds, so a store outage does not spin through the delivery limit —
+        'retry'."""
+        from twisted.internet import reactor, task
+
+        def answered(verdict: str):
+            return task.deferLater(reactor, RETRY_DELAY, lambda: verdict) if verdict == "retry" else verdict
+
+        return deferToThread(self.handle, body).addCallback(answered)
 
     def handle(self, body: bytes) -> str:
-        """Apply one report; 'ack' when applied or a harmless repeat, 'dead' when it must not be applied."""
+        """Apply one report; 'ack' when applied or a harmless repeat, 'dead' when it must not be applied,
+        'retry' when the store failed (the report is fine; nothing was written)."""
         try:
             verdict = self._apply(body)
         except Refusal as refusal:
             verdict = self._dead(refusal.code, refusal.message)
+        except StoreError as exc:
+            log.warn("bank report not applied, the store failed ({why}); it will be delivered again", why=str(exc))
+            verdict = "retry"
         return verdict
 
     def _dead(self, code: str, why: str) -> str:

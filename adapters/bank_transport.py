@@ -46,6 +46,10 @@ ACK = "ack"
 """A handler's verdict: the message is handled; acknowledge it."""
 DEAD = "dead"
 """A handler's verdict: the message can never be handled; reject it without requeue (dead-lettered)."""
+RETRY = "retry"
+"""A handler's verdict: the message is fine but cannot be handled NOW (the store is down); put it back in its
+queue to be delivered again. A quorum queue dead-letters it after ``delivery_limit`` deliveries, so a handler
+should wait a little before answering this (it holds a prefetch slot meanwhile, which is the back-pressure)."""
 
 WINDOW_MESSAGES = 1_000
 """Default bound on the messages in flight (published, not yet confirmed) per transport."""
@@ -166,7 +170,8 @@ class IBankTransport(Interface):
 
     def consume(queue, handler):
         """Hand every message of ``queue`` to ``handler(body: bytes, headers: dict, message_id: str | None)``,
-        which returns ``'ack'`` or ``'dead'`` or a Deferred firing with one; at most the prefetch count are
+        which returns ``'ack'``, ``'dead'`` or ``'retry'`` (put it back: not now), or a Deferred firing with
+        one; at most the prefetch count are
         unsettled at once. Returns None. Consumers are kept across reconnects. See the module docstring for
         how verdicts and failures settle a delivery."""
 
@@ -337,6 +342,8 @@ def verdict_of(outcome, queue: str, message_id: str | None) -> tuple[str, str | 
         return ACK, None
     if outcome == DEAD:
         return DEAD, "rejected"
+    if outcome == RETRY:
+        return RETRY, None
     log.error("bank message {message_id} on {queue}: the handler answered {outcome!r}, neither 'ack' nor 'dead'; "
               "dead-lettered", event="bank.handler-failed", queue=queue, message_id=message_id,
               outcome=repr(outcome))
@@ -487,7 +494,9 @@ class InProcessBankTransport:
         verdict, why = verdict_of(outcome, queue, message.message_id)
         if why == "handler-error":
             self._tally.handler_error()
-        if verdict == DEAD:
+        if verdict == RETRY:
+            self.queues[queue].append(message)
+        elif verdict == DEAD:
             headers = {**message.headers, "x-first-death-queue": queue, "x-first-death-reason": "rejected",
                        "x-first-death-exchange": self.topology.exchange}
             self.dead.append(DeadLetter(queue, why, message.message_id, message.body, headers))

@@ -38,6 +38,7 @@ log = Logger(namespace="vgw.intake")
 
 RECEIPT_XML = "application/xml"
 REJECTED = "rejected"
+RETURNED = "returned"
 
 
 class IntakeService:
@@ -97,7 +98,8 @@ class IntakeService:
         signed_receipt = sign_receipt(build_receipt(verified, receipt_id=receipt_id, received_at=now),
                                       self.gateway_key, self.gateway_cert, now)
         record, event = received_intake(verified, body=body, agency=agency, at=now, receipt_id=receipt_id,
-                                        receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of},
+                                        receipt_xml=signed_receipt, detail={"correction_of": decision.correction_of}
+                                        | ({"re_remits": decision.re_remits} if decision.re_remits else {}),
                                         due_on=self._due_on(now, voucher))
         also = None
         if decision.correction_of is not None:
@@ -147,7 +149,8 @@ class IntakeService:
 
     def _history(self, voucher_id: str) -> list[PriorRevision]:
         return [PriorRevision(revision=r.revision, received_sha256=r.received_sha256, rejected=r.status == REJECTED,
-                              receipt=r.receipt_xml) for r in self.store.revisions(voucher_id)]
+                              returned=r.status == RETURNED, receipt=r.receipt_xml)
+                for r in self.store.revisions(voucher_id)]
 
     def voucher_status(self, voucher_id: str, client_cert: x509.Certificate | None) -> Answer:
         """Status and revisions of one of the caller's own vouchers; anyone else's is simply not found."""

@@ -94,7 +94,8 @@ class BudgetSql:
         return [(BudgetKey(r[0], r[1], r[2]), BudgetBalance(r[3], r[4], r[5])) for r in rows]
 
     def earlier_payments(self, payee_keys: list[str], *, since: datetime.datetime,
-                         exclude_voucher: str) -> list[tuple[str, str, int, int, str]]:
+                         exclude_voucher: str, exclude_revision: int | None = None
+                         ) -> list[tuple[str, str, int, int, str]]:
         found = []
         for start in range(0, len(payee_keys), 500):  # bounded IN lists: a payroll voucher has thousands of lines
             chunk = payee_keys[start:start + 500]
@@ -102,7 +103,10 @@ class BudgetSql:
             found += self._read(self._sql(
                 f"SELECT p.payee_key, p.voucher_id, p.revision, p.line_number, i.status FROM payee_index p "
                 f"JOIN intake i ON i.voucher_id = p.voucher_id AND i.revision = p.revision "
-                f"WHERE p.payee_key IN ({marks}) AND p.indexed_at >= ? AND p.voucher_id <> ? "
+                f"WHERE p.payee_key IN ({marks}) AND p.indexed_at >= ? AND NOT (p.voucher_id = ? AND p.revision = COALESCE(?, p.revision)) "
+                # a line the bank returned (退匯) was not paid, whatever its voucher's status says
+                f"AND NOT EXISTS (SELECT 1 FROM payments m WHERE m.voucher_id = p.voucher_id AND "
+                f"m.revision = p.revision AND m.line_number = p.line_number AND m.state = 'returned') "
                 f"ORDER BY p.indexed_at, p.voucher_id, p.revision, p.line_number"),
-                (*chunk, self._time_param(since), exclude_voucher))
+                (*chunk, self._time_param(since), exclude_voucher, exclude_revision))
         return [tuple(row) for row in found]

@@ -80,7 +80,8 @@ class TreasuryService:
         earlier = [EarlierPayment(voucher_id, revision, line_number, status)
                    for _, voucher_id, revision, line_number, status
                    in self.store.earlier_payments(sorted({k for _, k in lines}), since=now - self.duplicate_window,
-                                                  exclude_voucher=record.voucher_id)
+                                                  exclude_voucher=record.voucher_id,
+                                                  exclude_revision=record.revision)
                    if status in _ACTIVE]
         verdict = decide_treasury(key=key, amount=voucher.total_amount, balance=self.store.budget_balance(key),
                                   earlier=earlier)
@@ -93,9 +94,10 @@ class TreasuryService:
 
 
 _ACTIVE = frozenset(s.value for s in (Status.RELEASED, Status.HELD, Status.TREASURY_ACCEPTED, Status.BATCHED,
-                                      Status.PAID))
+                                      Status.PAID, Status.RETURNED))
 """Statuses of an earlier payment that make a new one a possible duplicate: pending at the treasury or bank,
-or paid. Rejected, superseded, cancelled and returned payments do not count."""
+paid, or returned (a returned voucher's other lines were paid; the store leaves out the lines the bank
+returned). Rejected, superseded and cancelled payments do not count."""
 
 
 SWEEP_SECONDS = 10.0

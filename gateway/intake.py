@@ -13,6 +13,8 @@ nothing, and the revision is 1                         :class:`Accept`
 nothing, and the revision is above 1                   :class:`RevisionNotAccepted`
 other revisions: the next one (latest + 1), the        :class:`Accept` (``correction_of`` = latest)
 latest was rejected (退件), and ``Corrects`` names it
+the same, but the latest was returned by the bank      :class:`Accept` (``re_remits`` = latest): the new
+(退匯): the correction re-remits its returned lines     revision pays again; the returned one stays final
 other revisions, any of those three not so             :class:`RevisionNotAccepted`, saying which
 nothing; revision 1 whose ``Corrects`` names ANOTHER   :class:`Accept` (``replaces`` = that revision) if that
 voucher of the agency (re-issued under a new number   revision is the latest and was sent back (rejected):
@@ -79,6 +81,8 @@ class PriorRevision:
     rejected: bool
     receipt: bytes
     """The signed receipt issued for it, byte for byte: what a duplicate submission gets back."""
+    returned: bool = False
+    """The bank returned some of its payments (退匯): the next revision re-remits them."""
 
     def __post_init__(self) -> None:
         _check_revision(self.revision)
@@ -91,6 +95,9 @@ class Accept:
 
     correction_of: int | None = None
     """The rejected revision this one replaces, if it is a correction."""
+    re_remits: int | None = None
+    """The revision whose returned payments (退匯) this one pays again, corrected. That revision stays returned
+    (its paid lines were paid, its returned ones are final); nothing is superseded."""
     replaces: VoucherRef | None = None
     """Another voucher's revision this new voucher replaces (revision 1 with a cross-voucher Corrects)."""
 
@@ -137,13 +144,13 @@ CORRECTION_RULES: tuple[_CorrectionRule, ...] = (
      "revision {s.revision} is not the next revision: the latest received is {latest.revision}, so a "
      "correction must be revision {next}",
      _REVISION_PATH),
-    (lambda s, latest: latest.rejected,
-     "revision {latest.revision} has not been sent back (退件); a new revision is accepted only as the "
-     "correction of a rejected one",
+    (lambda s, latest: latest.rejected or latest.returned,
+     "revision {latest.revision} has not been sent back (退件) nor returned by the bank (退匯); a new revision "
+     "is accepted only as the correction of one of those",
      _REVISION_PATH),
     (lambda s, latest: s.corrects is not None and s.corrects.voucher_id == s.voucher_id
      and s.corrects.revision == latest.revision,
-     "a correction of {s.voucher_id} must name revision {latest.revision} (the rejected one) in Corrects",
+     "a correction of {s.voucher_id} must name revision {latest.revision} (the one it corrects) in Corrects",
      _CORRECTS_PATH),
 )
 
@@ -203,4 +210,6 @@ def decide_intake(submission: Submission, history: Sequence[PriorRevision],
     for holds, message, path in CORRECTION_RULES:
         if not holds(submission, latest):
             return _not_accepted(message.format(s=submission, latest=latest, next=latest.revision + 1), path)
+    if latest.returned:
+        return Accept(re_remits=latest.revision)
     return Accept(correction_of=latest.revision)

@@ -387,9 +387,12 @@ class VoucherStore(Protocol):
         """Every allotment (of ``agency``), ordered by key."""
 
     def earlier_payments(self, payee_keys: list[str], *, since: datetime.datetime,
-                         exclude_voucher: str) -> list[tuple[str, str, int, int, str]]:
+                         exclude_voucher: str, exclude_revision: int | None = None
+                         ) -> list[tuple[str, str, int, int, str]]:
         """(payee key, voucher id, revision, line number, status) of indexed lines with one of ``payee_keys``,
-        indexed at or after ``since``, of vouchers other than ``exclude_voucher``, whatever their status."""
+        indexed at or after ``since``, whatever their status, except those of ``exclude_voucher`` (only its
+        ``exclude_revision`` when given: a re-remitting revision must see what its predecessor paid) and
+        except lines the bank returned (退匯: not a payment)."""
 
     def heads(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], VoucherHead]:
         """The status, chain head and summary of each stored (voucher id, revision) in ``keys``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class SimulatedBank:
     _answers: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _serial: int = 0
+    _run: str = field(default_factory=lambda: uuid.uuid4().hex[:6].upper())
 
     def returns(self, end_to_end_id: str) -> str | None:
         """The reason this payment is returned, or None: a seeded hash of its EndToEndId."""
@@ -67,8 +69,10 @@ class SimulatedBank:
         return None
 
     def _next_id(self, prefix: str) -> str:
+        """A message or booking reference unique to this bank run: a real bank never reuses one, and a
+        restarted simulator must not either (the gateway would see a known report id with new content)."""
         self._serial += 1
-        return f"{prefix}{self.clock().strftime('%Y%m%d')}{self.seed:04d}{self._serial:08d}"
+        return f"{prefix}{self.clock().strftime('%Y%m%d')}{self._run}{self._serial:08d}"
 
     def receive(self, body: bytes) -> list[tuple[str, bytes]]:
         """Book one transfer message; the (message id, signed report) pairs to send back. A message seen before

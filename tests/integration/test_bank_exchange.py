@@ -26,6 +26,7 @@ from gateway.bank_payments import LineState
 from gateway.bank_settlement import SigningIdentity
 from gateway.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
+from gateway.store import StoreError
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.bench_transport import delete_topology
@@ -238,3 +239,48 @@ def test_vgw_audit_reconcile_proves_a_settled_store_and_names_the_first_discrepa
     assert vgw(["audit", "reconcile", "--store", url, "--json"]) == 1
     out = capsys.readouterr().out
     assert '"ok": false' in out and "payment lines hold" in out
+
+
+class FlakyStore:
+    """The store, but its first ``failures`` report writes fail as a database outage would."""
+
+    def __init__(self, store, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+
+    def record_report(self, write):
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("sqlite write failed: disk I/O error (simulated)")
+        return self._store.record_report(write)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_store_outage_puts_reports_back_in_their_queue_instead_of_dead_lettering_them(store, pki, reactor_thread,
+                                                                                      in_process, monkeypatch):
+    import adapters.bank_exchange as bank_exchange
+
+    monkeypatch.setattr(bank_exchange, "RETRY_DELAY", 0.05)
+    world = World(store, pki, in_process, return_rate=0.0)
+    flaky = FlakyStore(store, failures=3)
+    world.intake.store = flaky
+    run_day(world, reactor_thread)
+    assert flaky.failures == 0 and world.dead == [] and in_process.dead == []
+    assert_reconciled(world)
+
+
+def test_lines_without_a_final_answer_are_flagged_unconfirmed_once(store, pki, reactor_thread, in_process):
+    world = World(store, pki, in_process)
+    world.batcher.batch_all()
+    lines = len(world.lines())
+    assert store.flag_unconfirmed(NOW - datetime.timedelta(hours=1), NOW) == 0  # sent just now: not yet
+    later = NOW + datetime.timedelta(days=2)
+    assert store.flag_unconfirmed(later - datetime.timedelta(hours=24), later) == lines
+    assert store.flag_unconfirmed(later - datetime.timedelta(hours=24), later) == 0  # flagged once
+    assert store.bank_totals()["unconfirmed"] == lines
+    message = store.bank_messages("out")[0]
+    for _, report in world.bank.receive(message.body):
+        world.intake.handle(report)
+    assert store.bank_totals()["unconfirmed"] == lines - len(store.payments_of_message(message.message_id))

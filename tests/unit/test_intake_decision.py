@@ -81,6 +81,13 @@ def test_correction_of_the_latest_of_several_rejected_revisions_is_accepted() ->
     assert decide_intake(submit(3, corrects=2), history) == Accept(correction_of=2)
 
 
+def test_next_revision_of_a_voucher_the_bank_returned_re_remits_it_without_superseding() -> None:
+    """退匯: the returned revision stays final (its paid lines were paid); the next revision pays again."""
+    returned = PriorRevision(1, sha("r1"), rejected=False, receipt=b"<r1/>", returned=True)
+    assert decide_intake(submit(2, corrects=1), [returned]) == Accept(re_remits=1)
+    assert "(the one it corrects) in Corrects" in not_accepted(decide_intake(submit(2), [returned]))
+
+
 def test_new_revision_while_the_latest_is_not_rejected_is_not_accepted() -> None:
     message = not_accepted(decide_intake(submit(2, corrects=1), [prior(1, rejected=False)]))
     assert "revision 1 has not been sent back (退件)" in message
