@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from pathlib import Path
 
 from .bank_worker import BankWorker, BankWorkerSettings
@@ -41,13 +42,28 @@ def _run(args: argparse.Namespace) -> int:
         bank_cert = x509.load_pem_x509_certificate((pki / "bank/cert.pem").read_bytes())
     except (OSError, ValueError) as exc:
         raise _cli_error(f"cannot read the gateway key or the bank certificate under {pki}: {exc}") from None
+    from prometheus_client import CollectorRegistry
+    from twisted.logger import globalLogBeginner, jsonFileLogObserver
+
+    # JSON log lines on stderr (stdout carries only the ready line, which a supervisor may read and then
+    # stop reading: logging there could fill the pipe and stall the process).
+    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    registry = CollectorRegistry()
     store = open_store(args.store)
     transport = AmqpBankTransport(pika.URLParameters(args.amqp), BankTopology().prefixed(args.topology_prefix),
-                                  reactor=reactor)
+                                  reactor=reactor, metrics=registry)
     settings = BankWorkerSettings(batch_seconds=args.batch_seconds, relay_seconds=args.relay_seconds,
                                   sweep_seconds=args.sweep_seconds, max_per_message=args.max_per_message,
                                   unconfirmed_after=datetime.timedelta(hours=args.unconfirmed_hours))
-    worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor)
+    worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor, registry=registry)
+    if args.metrics_listen:
+        from prometheus_client.twisted import MetricsResource
+        from twisted.web import resource, server
+
+        host, _, port = args.metrics_listen.rpartition(":")
+        root = resource.Resource()
+        root.putChild(b"metrics", MetricsResource(registry=registry))
+        reactor.listenTCP(int(port), server.Site(root, timeout=30.0), interface=host or "127.0.0.1")
     failed: list = []
 
     def started(_):
@@ -80,5 +96,7 @@ def register(registry) -> None:
     p.add_argument("--relay-seconds", type=float, default=2.0, help="outbox relay interval (default 2)")
     p.add_argument("--sweep-seconds", type=float, default=10.0, help="settlement sweep interval (default 10)")
     p.add_argument("--max-per-message", type=int, default=5000, help="transactions per pain.001 (default 5,000)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics (vgw_bank_*) at http://HOST:PORT/metrics (plain HTTP: bind locally)")
     p.add_argument("--unconfirmed-hours", type=float, default=24.0,
                    help="flag payment lines without a final bank answer after this many hours (default 24)")

@@ -147,3 +147,47 @@ def test_killing_the_bank_exchange_at_random_moments_loses_nothing_and_pays_noth
         bank.wait(30)
         bank.stdout.close()
         delete_topology(pika.URLParameters(amqp_url), BankTopology().prefixed(prefix))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_vgw_bank_run_logs_json_to_stderr_and_serves_its_metrics(amqp_url, pki, tmp_path):
+    import json
+    import urllib.request
+
+    prefix = f"metrics{uuid.uuid4().hex[:6]}."
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    store = open_store(url)
+    vouchers = day_of_vouchers(12, agencies=["379000001A"], today=NOW.date(), seed=77)
+    place_accepted(store, vouchers, at=NOW)
+    port = _free_port()
+    bank = _spawn(["sim", "bank", "--amqp", amqp_url, "--pki", str(pki.dir), "--topology-prefix", prefix,
+                   "--return-rate", "0"], tmp_path / "bank.log")
+    worker = _spawn(["bank", "run", "--store", url, "--amqp", amqp_url, "--pki", str(pki.dir), "--topology-prefix",
+                     prefix, "--batch-seconds", "0.2", "--relay-seconds", "0.2", "--sweep-seconds", "0.5",
+                     "--metrics-listen", f"127.0.0.1:{port}"], tmp_path / "worker.log")
+    try:
+        _ready(bank, "vgw sim bank: ready", tmp_path / "bank.log")
+        _ready(worker, "vgw bank: ready", tmp_path / "worker.log")
+        deadline = time.monotonic() + 60
+        while not _settled(store, vouchers):
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.1)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert f"vgw_bank_lines_batched_total {float(sum(len(v.lines) for v in vouchers))}" in metrics
+        assert "vgw_bank_connected 1.0" in metrics and "vgw_bank_confirmed_total" in metrics
+    finally:
+        for process in (worker, bank):
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+            process.stdout.close()
+        store.close()
+        delete_topology(pika.URLParameters(amqp_url), BankTopology().prefixed(prefix))
+    events = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    assert any("batched" in str(e.get("log_format", "")) for e in events)
