@@ -19,8 +19,10 @@ from gateway.bank_directory import BankDirectory
 from gateway.certificate_platform import CertificatePlatform
 from gateway.certificates import Purpose
 from gateway.approvals import supersede_write
+from gateway.bank_store import PaymentRow
 from gateway.errors import Refusal
 from gateway.intake import Accept, Duplicate, PriorRevision, Submission, decide_intake
+from gateway.iso_codes import describe_reason
 from gateway.receipts import build_receipt, new_receipt_id, sign_receipt
 from gateway.roles import Role
 from gateway.signing import SignerKey
@@ -169,6 +171,8 @@ class IntakeService:
             "revisions": [{"revision": r.revision, "status": r.status, "received_at": utc_text(r.received_at),
                            "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],
             "history": [item for r in revisions for item in history_items(r.revision, self.store.history(r.subject))],
+            "payments": [payment_item(row) for r in revisions for row in self.store.payments_of(r.voucher_id,
+                                                                                               r.revision)],
         })
 
     def list_vouchers(self, query: ListQuery, client_cert: x509.Certificate | None) -> Answer:
@@ -222,6 +226,16 @@ def history_items(revision: int, entries: list[AuditEntry]) -> list[dict]:
             item["reason"] = detail.get("reason")
         items.append(item)
     return items
+
+
+def payment_item(row: PaymentRow) -> dict:
+    """One payment line as its agency sees it at the bank: its EndToEndId, state, and for a 退匯 the ISO
+    reason with its meaning, so the agency knows what to correct before it re-remits."""
+    return {"revision": row.revision, "line": row.line_number, "end_to_end_id": row.end_to_end_id,
+            "amount": row.amount, "state": row.state.value, "message_id": row.message_id,
+            "bank_reference": row.bank_reference, "booked_on": row.booked_on.isoformat() if row.booked_on else None,
+            "reason_code": row.reason_code, "reason": describe_reason(row.reason_code, row.reason_text),
+            "unconfirmed": row.unconfirmed_at is not None}
 
 
 def _list_item(record: IntakeRecord) -> dict:

@@ -174,6 +174,16 @@ _DOCUMENT = {
                     "reason": {"type": "string"}, "audit_seq": {"type": "integer"}}}},
                 "control_total": {"type": ["integer", "null"]},
                 "line_count": {"type": ["integer", "null"]},
+                "payments": {"type": "array", "description": "every payment line sent to the bank, with where it "
+                             "stands (pending, accepted, paid, returned = 退匯) and a return's ISO reason",
+                             "items": {"type": "object", "properties": {
+                                 "revision": {"type": "integer"}, "line": {"type": "integer"},
+                                 "end_to_end_id": {"type": "string"}, "amount": {"type": "integer"},
+                                 "state": {"type": "string", "enum": ["pending", "accepted", "paid", "returned"]},
+                                 "message_id": {"type": "string"}, "bank_reference": {"type": ["string", "null"]},
+                                 "booked_on": {"type": ["string", "null"], "format": "date"},
+                                 "reason_code": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]},
+                                 "unconfirmed": {"type": "boolean"}}}},
                 "revisions": {"type": "array", "items": {"type": "object", "properties": {
                     "revision": {"type": "integer"}, "status": {"type": "string"},
                     "received_at": {"type": "string", "format": "date-time"}, "receipt_id": {"type": "string"},

@@ -139,8 +139,13 @@ class SimulatedBank:
                 answers = yield deferToThread(self.receive, body)
             except Refusal:
                 return "dead"
-            yield defer.gatherResults([transport.publish(mid, REPORT_ROUTING, report, {"message-type": "report"})
-                                       for mid, report in answers], consumeErrors=True)
+            try:
+                yield defer.gatherResults([transport.publish(mid, REPORT_ROUTING, report, {"message-type": "report"})
+                                           for mid, report in answers], consumeErrors=True)
+            except defer.FirstError:
+                # the reports did not get out (broker gone, or stopping): put the transfer back; it is booked
+                # already, so the next delivery answers it from memory with the same reports
+                return "retry"
             return "ack"
 
         transport.consume(transfers_queue, handler)

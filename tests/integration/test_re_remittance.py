@@ -57,6 +57,9 @@ def test_a_returned_payment_is_corrected_in_the_next_revision_and_paid(served, f
         assert {row.state for row in lines} == {LineState.RETURNED} and all(row.reason_code for row in lines)
         state = status_of(served, voucher.voucher_id)
         assert state["status"] == "returned"
+        shown = state["payments"]  # the agency sees each line's 退匯 with its ISO reason in words
+        assert [(p["line"], p["state"]) for p in shown] == [(row.line_number, "returned") for row in lines]
+        assert all(p["reason"].startswith(p["reason_code"] + " ") and p["bank_reference"] for p in shown)
         assert budget(served, AMPLE)["reserved"] >= 0
         spent_before = budget(served, AMPLE)["consumed"]
 
