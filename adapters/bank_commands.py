@@ -82,16 +82,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_link_arguments(parser: argparse.ArgumentParser, *, pki_help: str) -> None:
+    """The options both ends of the bank link take (``vgw bank run`` and ``vgw sim bank``): the broker, the
+    keys, and the topology prefix that must be the same on both ends."""
+    parser.add_argument("--amqp", required=True, metavar="URL",
+                        help="RabbitMQ URL (amqp://user:pass@host:port/vhost)")
+    parser.add_argument("--pki", required=True, metavar="DIR", help=pki_help)
+    parser.add_argument("--topology-prefix", default="", metavar="PREFIX",
+                        help="prefix of the exchange and queue names (an isolated environment on a shared broker); "
+                             "the same on both ends")
+
+
 def register(registry) -> None:
     p = registry.command("bank", "run", handler=_run, group_help="the bank exchange (ISO 20022 over RabbitMQ)",
                          help="run the bank exchange: batch accepted payments into signed pain.001, relay them, "
                               "apply the bank's pain.002 / camt.054 reports")
     p.add_argument("--store", required=True, metavar="URL", help="store URL (sqlite:///PATH or postgresql://…)")
-    p.add_argument("--amqp", required=True, metavar="URL", help="RabbitMQ URL (amqp://user:pass@host:port/vhost)")
-    p.add_argument("--pki", required=True, metavar="DIR",
-                   help="folder with gateway/key.pem, gateway/cert.pem (signing) and bank/cert.pem (pinned)")
-    p.add_argument("--topology-prefix", default="", metavar="PREFIX",
-                   help="prefix of the exchange and queue names (an isolated environment on a shared broker)")
+    add_link_arguments(p, pki_help="folder with gateway/key.pem, gateway/cert.pem (signing) and bank/cert.pem "
+                                   "(pinned)")
     p.add_argument("--batch-seconds", type=float, default=5.0, help="batching interval (default 5)")
     p.add_argument("--relay-seconds", type=float, default=2.0, help="outbox relay interval (default 2)")
     p.add_argument("--sweep-seconds", type=float, default=10.0, help="settlement sweep interval (default 10)")

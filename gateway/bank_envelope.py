@@ -12,7 +12,7 @@ only way a received message is read, and runs the same ladder as every other sig
 4. the inner document against the official ISO XSD of its type: this also proves the document carries no
    Id-like attributes, which the signature profile's duplicate-id check relies on (it scans only the
    signature and the root);
-5. :func:`~gateway.signature_verification.verify_enveloped`;
+5. :func:`~gateway.signature_verification.verify_pinned` (the signature, then 6.);
 6. the signer pinned by its whole DER encoding: a certificate from the same CA (an agency's, the gateway's own)
    must not be able to speak for the bank, and a name or serial could be shared by another certificate;
 7. from then on only the verifier's signed root is read: what comes back is what the signature covers.
@@ -27,12 +27,11 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from .errors import GatewayError, Problem, Refusal
 from .schema_validation import compiled_schema, schema_problems
-from .signature_verification import verify_enveloped
+from .signature_verification import verify_pinned
 from .signing import SignerKey, sign_owned_element
 from .xml_safety import XmlLimits, parse_untrusted, tree_path
 from .xml_writing import child_writer
@@ -146,10 +145,6 @@ def seal(document: etree._Element, *, message_id: str, message_type: str, sender
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def open_sealed(data: bytes, *, signer_cert: x509.Certificate, allowed_types: frozenset[str],
                 now: datetime.datetime, limits: XmlLimits = BANK_LIMITS) -> SealedMessage:
     """Accept ``data`` as a message of one of ``allowed_types`` signed by exactly ``signer_cert``, or raise Refusal.
@@ -181,11 +176,8 @@ def open_sealed(data: bytes, *, signer_cert: x509.Certificate, allowed_types: fr
     problems = _inner_problems(inner, message_type)
     if problems:
         raise Refusal(problems)
-    signature = verify_enveloped(root, now=now)
-    if _der(signature.signer_certificate) != _der(signer_cert):
-        raise Refusal("bank-signer-unexpected",
-                      "the message is signed by a certificate other than the pinned one "
-                      f"(signer serial {signature.signer_certificate.serial_number:X})")
+    signature = verify_pinned(root, now=now, pinned=signer_cert, code="bank-signer-unexpected",
+                              what="the pinned one")
     return _read(signature.signed_root, hashlib.sha256(data).hexdigest(), signature.signing_time)
 
 

@@ -16,13 +16,12 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from .errors import Refusal
 from .roles import Role
 from .schema_validation import schema_problems
-from .signature_verification import verify_enveloped
+from .signature_verification import verify_pinned
 from .signing import SignerKey, sign_document
 from .voucher_check import VerifiedVoucher
 from .voucher_model import VoucherRef, is_revision, is_sha256_hex
@@ -188,10 +187,6 @@ def sign_receipt(receipt: Receipt, key: SignerKey, cert: x509.Certificate,
 
 # --- verifying (what an agency runs) ------------------------------------------------------------------------------
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def verify_receipt(data: bytes, *, gateway_cert: x509.Certificate, now: datetime.datetime,
                    limits: XmlLimits = DEFAULT_LIMITS) -> Receipt:
     """Accept ``data`` as a receipt signed by the gateway whose certificate is ``gateway_cert``, or raise Refusal.
@@ -211,11 +206,8 @@ def verify_receipt(data: bytes, *, gateway_cert: x509.Certificate, now: datetime
     problems = schema_problems(root, RECEIPT_SCHEMA)
     if problems:
         raise Refusal(problems)
-    signature = verify_enveloped(root, now=now)
-    if _der(signature.signer_certificate) != _der(gateway_cert):
-        raise Refusal("receipt-signer-unexpected",
-                      "the receipt is signed by a certificate other than the gateway's "
-                      f"(signer serial {signature.signer_certificate.serial_number:X})")
+    signature = verify_pinned(root, now=now, pinned=gateway_cert, code="receipt-signer-unexpected",
+                              what="the gateway's")
     return read_receipt(signature.signed_root)
 
 

@@ -15,6 +15,7 @@ import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature, SignXMLException
@@ -153,3 +154,19 @@ def _signing_time(signed_signature_properties: etree._Element) -> datetime.datet
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+def verify_pinned(root: etree._Element, *, now: datetime.datetime, pinned: x509.Certificate, code: str,
+                  what: str) -> VerifiedSignature:
+    """:func:`verify_enveloped`, then the signer must be exactly ``pinned``, or :class:`Refusal` ``code``.
+
+    For documents from a party whose certificate is known out of band (the gateway's receipts, the bank's
+    reports): a certificate that merely chains to the CA proves nothing, since every agency system and the
+    bank hold such certificates too. The whole DER encoding is compared, not a name or serial another
+    certificate could share. ``what`` names the expected signer in the message ("the gateway's")."""
+    signature = verify_enveloped(root, now=now)
+    if (signature.signer_certificate.public_bytes(serialization.Encoding.DER)
+            != pinned.public_bytes(serialization.Encoding.DER)):
+        raise Refusal(code, f"signed by a certificate other than {what} "
+                            f"(signer serial {signature.signer_certificate.serial_number:X})")
+    return signature

@@ -190,9 +190,9 @@ def register(registry) -> None:
     p = registry.command("sim", "bank", handler=_run, group_help="simulators of agencies and the bank",
                          help="the simulated treasury agent bank over RabbitMQ: books pain.001 transfers once, "
                               "answers with signed pain.002 and camt.054")
-    p.add_argument("--amqp", required=True, metavar="URL", help="RabbitMQ URL")
-    p.add_argument("--pki", required=True, metavar="DIR", help="a `vgw pki init` folder (bank key, gateway cert)")
-    p.add_argument("--topology-prefix", default="", metavar="PREFIX", help="as given to `vgw bank run`")
+    from adapters.bank_commands import add_link_arguments
+
+    add_link_arguments(p, pki_help="a `vgw pki init` folder (the bank's key, the gateway's certificate)")
     p.add_argument("--ledger", metavar="FILE", help="append one line per booking (EndToEndId amount)")
     p.add_argument("--return-rate", type=float, default=0.02, help="share of payments returned (default 0.02)")
     p.add_argument("--no-notifications", action="store_true", help="send pain.002 only, no camt.054")

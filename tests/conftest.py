@@ -67,6 +67,20 @@ def pki(tmp_path_factory) -> Pki:
 
 
 @pytest.fixture(scope="session")
+def gateway_pair(pki):
+    """The gateway's signing key and certificate (receipts, transfer messages)."""
+    entry = pki.manifest["gateway"]
+    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
+
+
+@pytest.fixture(scope="session")
+def bank_pair(pki):
+    """The treasury agent bank's signing key and certificate (status reports, notifications)."""
+    entry = pki.manifest["bank"]
+    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
+
+
+@pytest.fixture(scope="session")
 def banks() -> BankDirectory:
     return BankDirectory.shipped()
 

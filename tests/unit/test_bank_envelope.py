@@ -24,7 +24,6 @@ from gateway.schema_validation import schema_problems
 from gateway.signing import sign_element
 from gateway.xml_safety import XmlLimits, parse_untrusted
 from schemas import schema_path
-from simulators.pki.layout import load_cert, load_key
 from tests.conftest import AGENCY_A, NOW
 from tests.unit.payment_samples import payments
 
@@ -35,18 +34,6 @@ REPORTS = frozenset({PAIN002, "camt.054.001.08"})
 GATEWAY, BANK = "TPE-TREASURY-GATEWAY", "FUBON-012-2102"
 SAMPLE = (Path(__file__).resolve().parents[1] / "data" / "iso20022"
           / "pain.001.001.09__dvbern-iso20022__sps2022-testreference.xml")
-
-
-@pytest.fixture(scope="module")
-def gateway_pair(pki):
-    entry = pki.manifest["gateway"]
-    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
-
-
-@pytest.fixture(scope="module")
-def bank_pair(pki):
-    entry = pki.manifest["bank"]
-    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
 
 
 def transfer_document(count: int = 3) -> tuple[str, etree._Element]:

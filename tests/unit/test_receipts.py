@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import hashlib
 import re
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -25,7 +24,6 @@ from gateway.voucher_check import TAIPEI, check_signed_voucher
 from gateway.voucher_model import VoucherRef
 from gateway.voucher_xml import voucher_to_xml
 from gateway.xml_safety import parse_untrusted
-from simulators.pki.layout import load_cert, load_key
 from tests.conftest import AGENCY_A, NOW
 
 RECEIVED_AT = NOW + datetime.timedelta(seconds=1, microseconds=250_000)
@@ -35,18 +33,6 @@ SIGNED_AT = NOW + datetime.timedelta(seconds=2)
 @pytest.fixture(scope="module")
 def platform(pki):
     return pki.platform()
-
-
-@pytest.fixture(scope="module")
-def gateway_pair(pki):
-    entry = pki.manifest["gateway"]
-    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
-
-
-@pytest.fixture(scope="module")
-def bank_pair(pki):
-    entry = pki.manifest["bank"]
-    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -26,7 +25,6 @@ from gateway.payment_batching import plan_transfers
 from gateway.signature_verification import verify_enveloped
 from gateway.signing import sign_document, sign_element, sign_owned_element
 from gateway.xml_safety import hardened_parser, parse_untrusted
-from simulators.pki.layout import load_cert, load_key
 from tests.conftest import NOW
 from tests.unit.payment_samples import payments
 
@@ -69,12 +67,6 @@ def rsa_pair():
             .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()))
     return key, cert
-
-
-@pytest.fixture(scope="module")
-def gateway_pair(pki):
-    entry = pki.manifest["gateway"]
-    return load_key(Path(entry["key"])), load_cert(Path(entry["cert"]))
 
 
 def transfer_document(count: int) -> tuple[str, etree._Element]:
