@@ -28,7 +28,7 @@ from adapters.bank_transport import (ACK, DEAD, BankTopology, IBankTransport, In
                                      TransportLost, TransportRefused, settle_all)
 from simulators.bench_transport import delete_topology, measure_publish
 
-from .test_amqp_broker_restart import broker  # noqa: F401  (the private broker fixture)
+from .test_amqp_broker_restart import broker, queue_depth  # noqa: F401  (broker: the private broker fixture)
 from .twisted_reactor import call, eventually, reactor_thread  # noqa: F401  (reactor_thread is a fixture)
 
 
@@ -328,14 +328,6 @@ class Producer:
     @property
     def settled(self) -> bool:
         return len(self.confirmed) + len(self.lost) + len(self.other) == self.sent
-
-
-def queue_depth(url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
 
 
 def test_amqp_transport_survives_a_broker_restart(broker, reactor_thread, topology):
