@@ -288,7 +288,8 @@ class ReportIntake:
         """Settle one revision if its lines (read now) all have a final answer; the status it moved to, or None."""
         for _ in range(MAX_ATTEMPTS):
             record = self.store.get(voucher_id, revision)
-            write = settlement_write(record, self.store.payments_of(voucher_id, revision), self.clock())
+            write = settlement_write(record, self.store.line_states([(voucher_id, revision)]).get(
+                (voucher_id, revision), []), self.clock())
             if write is None:
                 return None
             try:
@@ -302,7 +303,7 @@ class ReportIntake:
         """Settle every revision in ``keys`` that its lines allow, in ONE transaction (a report settles hundreds
         of vouchers at once); if any moved meanwhile, one by one instead. How many settled."""
         now = self.clock()
-        lines = self.store.payments_of_many(keys)
+        lines = self.store.line_states(keys)
         heads = self.store.heads(keys)
         writes = []
         for key in keys:

@@ -28,7 +28,8 @@ from .approvals import system_write
 from .bank_envelope import seal
 from .bank_outcomes import apply_outcome, money_move
 from .bank_payments import BankOutcome, BankReport, LineState, Payment, end_to_end_id
-from .bank_store import BankMessageRecord, BatchedPayment, BatchWrite, LineChange, PaymentRow, ReportWrite
+from .bank_store import (BankMessageRecord, BatchedPayment, BatchWrite, LineChange, LineStatus, PaymentRow,
+                         ReportWrite)
 from .errors import Refusal
 from .pain001 import TreasuryAccount, build_pain001
 from .payment_batching import plan_transfers
@@ -133,10 +134,12 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
                   at: datetime.datetime) -> Settlement:
     """What ``report`` does to its lines. ``targets[i]`` are the stored lines outcome ``i`` names (empty:
     unknown). Outcomes apply in report order; later ones see earlier ones' effect."""
-    state: dict[str, PaymentRow] = {}
+    state: dict[str, LineState] = {}
     changes: dict[str, LineChange] = {}
     unapplied: list[Unapplied] = []
-    notes: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    # per voucher: how many lines each report outcome moved, and the returned lines with their reasons (the
+    # paid ones are in the payments table; the audit entry stays small for an 800-line payroll)
+    notes: dict[tuple[str, int], dict] = defaultdict(lambda: {"lines": defaultdict(int), "returned": []})
     for outcome, rows in zip(report.outcomes, targets, strict=True):
         if not rows:
             kind, ref = scope_of(outcome)
@@ -147,9 +150,9 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
                                        f"the bank reports NT$ {outcome.amount:,} for a NT$ {rows[0].amount:,} payment"))
             continue
         for row in rows:
-            current = state.get(row.end_to_end_id, row)
+            current = state.get(row.end_to_end_id, row.state)
             try:
-                after = apply_outcome(current.state, outcome.kind)
+                after = apply_outcome(current, outcome.kind)
             except Refusal as refusal:
                 unapplied.append(Unapplied(refusal.code, row.end_to_end_id, refusal.message))
                 continue
@@ -162,13 +165,16 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
                 row.end_to_end_id, expected, after, money_move(expected, after), reason_code=reason,
                 reason_text=outcome.reason_text if reason else None, bank_reference=outcome.bank_reference,
                 booked_on=outcome.booked_on)
-            state[row.end_to_end_id] = _moved(current, after)
-            notes[(row.voucher_id, row.revision)][after.value].append(
-                {"line": row.line_number, "end_to_end_id": row.end_to_end_id}
-                | ({"reason_code": reason, "reason_text": outcome.reason_text} if reason else {}))
+            state[row.end_to_end_id] = after
+            note = notes[(row.voucher_id, row.revision)]
+            note["lines"][after.value] += 1
+            if reason:
+                note["returned"].append({"line": row.line_number, "end_to_end_id": row.end_to_end_id,
+                                         "reason_code": reason, "reason_text": outcome.reason_text})
     events = [AuditEvent(at=at, actor=BANK_ACTOR, action="bank.report", subject=f"{key[0]}#{key[1]}",
                          detail={"report": report.message_id, "type": report.message_type,
-                                 **{k: v for k, v in sorted(notes[key].items())}})
+                                 "lines": dict(sorted(notes[key]["lines"].items()))}
+                         | ({"returned": notes[key]["returned"]} if notes[key]["returned"] else {}))
               for key in sorted(notes)]
     write = ReportWrite(record, tuple(changes.values()), tuple(events), at)
     counts = defaultdict(int)
@@ -177,11 +183,7 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
     return Settlement(write, tuple(unapplied), dict(counts))
 
 
-def _moved(row: PaymentRow, after: LineState) -> PaymentRow:
-    return PaymentRow(**{**row.__dict__, "state": after})
-
-
-def settlement_write(record: IntakeRecord | VoucherHead, lines: Sequence[PaymentRow],
+def settlement_write(record: IntakeRecord | VoucherHead, lines: Sequence[PaymentRow | LineStatus],
                      at: datetime.datetime) -> WorkflowWrite | None:
     """The voucher's settlement once its lines say so (see :func:`_settling_event`), or None.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .bank_payments import LineState, Payment
 from .errors import GatewayError
@@ -110,6 +110,14 @@ class PaymentRow:
     unconfirmed_at: datetime.datetime | None
 
 
+class LineStatus(NamedTuple):
+    """Where one line stands, and why if returned: what deciding a voucher's settlement reads."""
+
+    line_number: int
+    state: LineState
+    reason_code: str | None
+
+
 @dataclass(frozen=True)
 class LineChange:
     """Move one payment line from ``expected`` to ``new`` (a compare-and-set) and move its money."""
@@ -190,6 +198,9 @@ class BankLedger(Protocol):
 
     def payments_of_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[PaymentRow]]:
         """The lines of each (voucher id, revision) in ``keys`` that has any, by line number."""
+
+    def line_states(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[LineStatus]]:
+        """Where each line of each (voucher id, revision) in ``keys`` stands, by line number."""
 
     def record_report(self, write: ReportWrite) -> None:
         """Apply ``write`` in ONE transaction, or nothing: :class:`ReportAlreadyStored` for a repeat,
