@@ -103,6 +103,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    # The responder dates its answers by the wall clock, and they are judged at NOW: NOW is this module's
+    # start, not the import's, which a long suite leaves minutes behind ("dated in the future").
+    global NOW
+    NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     base = tmp_path_factory.mktemp("ocsp")
     port = free_port()
     manifest = init_pki(base / "pki", agencies=1, now=NOW, ocsp_url=f"http://127.0.0.1:{port}/ocsp")
