@@ -82,6 +82,32 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resend(args: argparse.Namespace) -> int:
+    from gateway.store import AuditEvent
+
+    from .audit_commands import _open_existing
+    from .clock import utc_now
+
+    store = _open_existing(args.store)
+    try:
+        message = store.bank_message("out", args.message_id)
+        if message is None:
+            raise _cli_error(f"no transfer message {args.message_id} in the store")
+        lines = store.payments_of_message(args.message_id)
+        open_lines = [row for row in lines if row.state.value in ("pending", "accepted")]
+        event = AuditEvent(utc_now(), f"operator:{args.operator}", "bank.resend", f"message:{args.message_id}",
+                           message.sha256, {"reason": args.reason, "open_lines": len(open_lines),
+                                            "lines": len(lines)})
+        if not store.mark_unsent(args.message_id, event):
+            raise _cli_error(f"{args.message_id} is not sent yet: the relay sends it by itself")
+    finally:
+        store.close()
+    print(f"{args.message_id}: the relay publishes the same signed bytes again ({len(open_lines)} of {len(lines)} "
+          "lines still without a final answer); the bank answers a message it already has with its earlier "
+          "reports and books nothing twice")
+    return 0
+
+
 def add_link_arguments(parser: argparse.ArgumentParser, *, pki_help: str) -> None:
     """The options both ends of the bank link take (``vgw bank run`` and ``vgw sim bank``): the broker, the
     keys, and the topology prefix that must be the same on both ends."""
@@ -108,3 +134,11 @@ def register(registry) -> None:
                    help="serve Prometheus metrics (vgw_bank_*) at http://HOST:PORT/metrics (plain HTTP: bind locally)")
     p.add_argument("--unconfirmed-hours", type=float, default=24.0,
                    help="flag payment lines without a final bank answer after this many hours (default 24)")
+
+    r = registry.command("bank", "resend", handler=_resend,
+                         help="have the relay publish a transfer message again, the same signed bytes (the bank "
+                              "says it never received it); audited")
+    r.add_argument("--store", required=True, metavar="URL", help="store URL")
+    r.add_argument("--operator", required=True, help="who asks (kept in the audit log)")
+    r.add_argument("--reason", required=True, help="why, e.g. the bank's ticket number (kept in the audit log)")
+    r.add_argument("message_id", metavar="MSGID", help="the transfer message's MsgId (VGW…)")

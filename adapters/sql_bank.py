@@ -156,6 +156,20 @@ class BankSql:
             found.update({r[0]: (r[1], (r[2], r[3], r[4])) for r in rows})
         return found
 
+    def mark_unsent(self, message_id: str, event) -> bool:
+        """Have the relay publish a sent transfer message again (the bank says it never got it), with its audit
+        event, in one transaction; False, changing nothing, if it is not a sent outbound message."""
+        try:
+            with self._chain_tx() as (conn, append):
+                moved = conn.execute(self._sql("UPDATE bank_messages SET sent_at = NULL WHERE direction = 'out' AND "
+                                               "message_id = ? AND sent_at IS NOT NULL"), (message_id,)).rowcount
+                if moved != 1:
+                    return False
+                append(event)
+                return True
+        except self.driver_error as exc:
+            raise StoreError(f"{self.dialect} could not mark {message_id} for sending again: {exc}") from exc
+
     def flag_unconfirmed(self, before: datetime.datetime, at: datetime.datetime) -> int:
         try:
             with self._chain_tx() as (conn, _append):

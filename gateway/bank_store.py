@@ -181,6 +181,10 @@ class BankLedger(Protocol):
     def mark_sent(self, message_id: str, at: datetime.datetime) -> bool:
         """Record the broker's confirm; False when it was marked already (changes nothing)."""
 
+    def mark_unsent(self, message_id: str, event: AuditEvent) -> bool:
+        """Make a sent outbound message unsent again, so the relay publishes the same bytes once more, and
+        append ``event``, in ONE transaction; False (nothing changed) if it is not a sent outbound message."""
+
     def bank_message(self, direction: str, message_id: str) -> BankMessageRecord | None:
         """One stored bank message."""
 

@@ -284,3 +284,39 @@ def test_lines_without_a_final_answer_are_flagged_unconfirmed_once(store, pki, r
     for _, report in world.bank.receive(message.body):
         world.intake.handle(report)
     assert store.bank_totals()["unconfirmed"] == lines - len(store.payments_of_message(message.message_id))
+
+
+def test_vgw_bank_resend_sends_a_lost_message_again_and_the_bank_books_nothing_twice(tmp_path, pki, reactor_thread,
+                                                                                   in_process, capsys):
+    """The bank lost a confirmed transfer message: an operator has the relay send the same bytes again."""
+    from adapters.store_factory import open_store
+
+    url = f"sqlite:///{tmp_path / 'resend.db'}"
+    opened = open_store(url)
+    try:
+        world = World(opened, pki, in_process, return_rate=0.0)
+        world.batcher.batch_all()
+        lost = opened.unsent_messages()[0]
+        opened.mark_sent(lost.message_id, NOW)  # confirmed by the broker, then lost before the bank saw it
+        call(reactor_thread, world.connect)
+        assert call(reactor_thread, world.relay.pump) == len(opened.bank_messages("out")) - 1
+        eventually(reactor_thread, lambda: {r.state for r in opened.payments_of_message(lost.message_id)}
+                   == {LineState.PENDING} and world.bank.counts.messages == len(opened.bank_messages("out")) - 1,
+                   "everything but the lost message answered")
+        assert vgw(["bank", "resend", "--store", url, "--operator", "ops-1", "--reason", "ticket 42",
+                    lost.message_id]) == 0
+        assert "publishes the same signed bytes again" in capsys.readouterr().out
+        assert vgw(["bank", "resend", "--store", url, "--operator", "ops-1", "--reason", "again",
+                    lost.message_id]) == 2  # unsent already: refused, nothing changed
+        assert call(reactor_thread, world.relay.pump) == 1
+        eventually(reactor_thread, world.settled, "the lost message paid after the resend")
+        call(reactor_thread, world.relay.pump)  # any later pump finds nothing to send
+        world.bank.receive(lost.body)  # and were it delivered twice after all, the bank books it once
+        assert max(world.bank.booked.values()) == 1
+        assert [e.event.action for e in opened.history(f"message:{lost.message_id}")] == ["bank.resend"]
+        handled = world.intake.counts
+        eventually(reactor_thread, lambda: handled.reports + handled.repeats == world.bank.counts.reports,
+                   "every report handled")
+        assert_reconciled(world)
+    finally:
+        opened.close()
