@@ -38,17 +38,16 @@ from gateway.bank_store import BankMessageRecord, LineChanged, ReportAlreadyStor
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.store import StatusChanged, StoreError, WorkflowWrite
-from gateway.voucher_xml import read_voucher
+from gateway.voucher_xml import read_stored_voucher
 from gateway.workflow import Status
 from gateway.working_days import DateOutsideCalendar, WorkingDayCalendar
-from gateway.xml_safety import XmlLimits, parse_untrusted
+from gateway.xml_safety import XmlLimits
 
 from .clock import utc_now
 
 log = Logger(namespace="vgw.bank")
 
 REPORT_TYPES = frozenset({"pain.002.001.10", "camt.054.001.08"})
-_STORED_LIMITS = XmlLimits(max_bytes=64 * 1024 * 1024, max_depth=64, max_elements=10_000_000)
 MAX_ATTEMPTS = 10
 RETRY_DELAY = 2.0
 """Seconds a report waits before going back to its queue when the store failed."""
@@ -118,7 +117,7 @@ class BankBatcher:
 
     def _build(self, records):
         now = self.clock()
-        vouchers = [(r, read_voucher(parse_untrusted(r.received_bytes, _STORED_LIMITS))) for r in records]
+        vouchers = [(r, read_stored_voucher(r.received_bytes)) for r in records]
         return build_batch(vouchers, execution_date=self.execution_date(now), max_per_message=self.max_per_message,
                            signer=self.signer, at=now)
 

@@ -29,7 +29,6 @@ _MESSAGE_COLUMNS = ("direction, message_id, message_type, routing, body, sha256,
 _PAYMENT_COLUMNS = ("end_to_end_id, voucher_id, revision, line_number, agency, fiscal_year, budget_subject, amount, "
                     "message_id, payment_info_id, state, reason_code, reason_text, bank_reference, booked_on, "
                     "created_at, changed_at, unconfirmed_at")
-_OPEN = ("pending", "accepted")
 _STATES = {state.value: state for state in LineState}
 
 # What each money move does to an allotment: (column taken from, column given to or None).

@@ -23,9 +23,8 @@ from gateway.budget import BudgetKey
 from gateway.errors import Refusal
 from gateway.store import BudgetChanged, IntakeRecord, PayeeEntry, StatusChanged, VoucherStore, WorkflowWrite
 from gateway.treasury import DEFAULT_DUPLICATE_WINDOW, EarlierPayment, decide_treasury, payee_keys
-from gateway.voucher_xml import read_voucher
+from gateway.voucher_xml import read_stored_voucher
 from gateway.workflow import Actor, Status
-from gateway.xml_safety import XmlLimits, parse_untrusted
 
 from .clock import utc_now
 from .periodic import every
@@ -35,8 +34,6 @@ log = Logger(namespace="vgw.treasury")
 TREASURY_CHECK_ACTOR = "treasury-check"
 """How the audit log names the gateway's automatic treasury checks."""
 MAX_ATTEMPTS = 10
-_STORED_LIMITS = XmlLimits(max_bytes=64 * 1024 * 1024, max_depth=64, max_elements=10_000_000)
-"""Stored vouchers passed the intake limits already; these only keep the re-parse itself bounded."""
 
 
 class TreasuryService:
@@ -74,7 +71,7 @@ class TreasuryService:
         return checked
 
     def _decide(self, record: IntakeRecord, now: datetime.datetime) -> WorkflowWrite:
-        voucher = read_voucher(parse_untrusted(record.received_bytes, _STORED_LIMITS))
+        voucher = read_stored_voucher(record.received_bytes)
         key = BudgetKey(record.agency, voucher.fiscal_year, voucher.budget_subject)
         lines = payee_keys(voucher)
         earlier = [EarlierPayment(voucher_id, revision, line_number, status)

@@ -20,7 +20,7 @@ import datetime
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -118,7 +118,6 @@ class Unapplied:
 class Settlement:
     write: ReportWrite
     unapplied: tuple[Unapplied, ...] = ()
-    counts: dict = field(default_factory=dict)
 
 
 def scope_of(outcome: BankOutcome) -> tuple[str, str]:
@@ -176,11 +175,7 @@ def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Seq
                                  "lines": dict(sorted(notes[key]["lines"].items()))}
                          | ({"returned": notes[key]["returned"]} if notes[key]["returned"] else {}))
               for key in sorted(notes)]
-    write = ReportWrite(record, tuple(changes.values()), tuple(events), at)
-    counts = defaultdict(int)
-    for change in changes.values():
-        counts[change.new.value] += 1
-    return Settlement(write, tuple(unapplied), dict(counts))
+    return Settlement(ReportWrite(record, tuple(changes.values()), tuple(events), at), tuple(unapplied))
 
 
 def settlement_write(record: IntakeRecord | VoucherHead, lines: Sequence[PaymentRow | LineStatus],
