@@ -21,6 +21,15 @@ def _cli_error(message: str) -> Exception:
     return CliError(message)
 
 
+def worker_settings(args: argparse.Namespace) -> BankWorkerSettings:
+    """The worker's settings from ``vgw bank run``'s options."""
+    return BankWorkerSettings(batch_seconds=args.batch_seconds, relay_seconds=args.relay_seconds,
+                              sweep_seconds=args.sweep_seconds, max_per_message=args.max_per_message,
+                              unconfirmed_after=datetime.timedelta(hours=args.unconfirmed_hours),
+                              resend_after=datetime.timedelta(seconds=args.resend_seconds),
+                              max_resends=args.resend_limit)
+
+
 def _run(args: argparse.Namespace) -> int:
     import pika
     from twisted.internet import reactor
@@ -52,10 +61,8 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     transport = AmqpBankTransport(pika.URLParameters(args.amqp), BankTopology().prefixed(args.topology_prefix),
                                   reactor=reactor, metrics=registry)
-    settings = BankWorkerSettings(batch_seconds=args.batch_seconds, relay_seconds=args.relay_seconds,
-                                  sweep_seconds=args.sweep_seconds, max_per_message=args.max_per_message,
-                                  unconfirmed_after=datetime.timedelta(hours=args.unconfirmed_hours))
-    worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor, registry=registry)
+    worker = BankWorker(store, transport, signer, bank_cert, settings=worker_settings(args), reactor=reactor,
+                        registry=registry)
     if args.metrics_listen:
         from prometheus_client.twisted import MetricsResource
         from twisted.web import resource, server
@@ -108,6 +115,16 @@ def _resend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_negative(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is negative")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_link_arguments(parser: argparse.ArgumentParser, *, pki_help: str) -> None:
     """The options both ends of the bank link take (``vgw bank run`` and ``vgw sim bank``): the broker, the
     keys, and the topology prefix that must be the same on both ends."""
@@ -134,6 +151,11 @@ def register(registry) -> None:
                    help="serve Prometheus metrics (vgw_bank_*) at http://HOST:PORT/metrics (plain HTTP: bind locally)")
     p.add_argument("--unconfirmed-hours", type=float, default=24.0,
                    help="flag payment lines without a final bank answer after this many hours (default 24)")
+    p.add_argument("--resend-seconds", type=_not_negative(float), default=1800.0, metavar="S",
+                   help="send a transfer message again, the same signed bytes, when lines still have no final "
+                        "answer this long after it was sent (default 1800; 0: never by itself); audited")
+    p.add_argument("--resend-limit", type=_not_negative(int), default=5, metavar="N",
+                   help="automatic re-sends per transfer message at most (default 5)")
 
     r = registry.command("bank", "resend", handler=_resend,
                          help="have the relay publish a transfer message again, the same signed bytes (the bank "

@@ -10,7 +10,10 @@ Loops (each in the thread pool, never on the reactor, one run at a time):
 - batch every ``batch_seconds``, then pump the relay at once;
 - pump the relay every ``relay_seconds`` (what a broker outage or a crash left unsent);
 - settle every ``sweep_seconds`` (vouchers a crash left between a report and its settlement);
-- flag lines without a final answer after ``unconfirmed_after`` (an operator alert, counted in metrics).
+- flag lines without a final answer after ``unconfirmed_after`` (an operator alert, counted in metrics);
+- send again, by itself, each sent message with lines still open ``resend_after`` after it was last sent,
+  at most ``max_resends`` times (gateway/bank_resend.py): ``mark_unsent`` with a ``bank.resend`` audit entry,
+  and the relay publishes the same signed bytes once more.
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from gateway.bank_resend import plan_resends
 from gateway.bank_settlement import SigningIdentity
 
 from .bank_exchange import DEFAULT_MAX_PER_MESSAGE, BankBatcher, OutboxRelay, ReportIntake
 from .clock import utc_now
 
 log = Logger(namespace="vgw.bank")
+
+
+RESEND_PAGE = 100
+"""Messages re-sent per sweep at most (the rest wait for the next sweep)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,22 @@ class BankWorkerSettings:
     sweep_seconds: float = 10.0
     unconfirmed_after: datetime.timedelta = datetime.timedelta(hours=24)
     max_per_message: int = DEFAULT_MAX_PER_MESSAGE
+    resend_after: datetime.timedelta | None = datetime.timedelta(minutes=30)
+    """Send a message again when some of its lines still have no final answer this long after it was last
+    sent; None or zero: never by itself (an operator still can, ``vgw bank resend``)."""
+    max_resends: int = 5
+    """Automatic re-sends per message at most, counted in the message's row (operators' re-sends count too);
+    after that the unconfirmed-lines alert brings a person."""
+
+    def __post_init__(self) -> None:
+        if self.resend_after is not None and self.resend_after < datetime.timedelta(0):
+            raise ValueError("resend_after is not negative")
+        if self.max_resends < 0:
+            raise ValueError("max_resends is not negative")
+
+    @property
+    def resending(self) -> bool:
+        return bool(self.resend_after) and self.max_resends > 0
 
 
 class BankMetrics:
@@ -52,6 +76,8 @@ class BankMetrics:
                                  "answer from the bank (an alert)", registry=registry)
         self.unsent = Gauge("vgw_bank_messages_unsent", "Transfer messages not yet confirmed by the broker",
                             registry=registry)
+        self.resent = Counter("vgw_bank_messages_resent", "Sent transfer messages sent again by the worker "
+                              "because lines had no final answer", registry=registry)
 
 
 class BankWorker:
@@ -120,9 +146,38 @@ class BankWorker:
         if flagged:
             log.warn("{n} payment lines have no final answer from the bank after {after}", n=flagged,
                      after=str(self.settings.unconfirmed_after))
+        if self.settings.resending:
+            yield self.resend_unanswered()
         if self.metrics:
             totals = yield deferToThread(self.store.bank_totals)
             self.metrics.unconfirmed.set(totals["unconfirmed"])
+
+    def resend_unanswered(self) -> defer.Deferred:
+        """Make unsent again each message due for a re-send (see module), for the relay's next pump; fires
+        with how many. A message another worker re-sent meanwhile is skipped (``sent_before``)."""
+        return deferToThread(self._resend_unanswered)
+
+    def _resend_unanswered(self) -> int:
+        s = self.settings
+        if not s.resending:
+            return 0
+        now = self.clock()
+        cutoff = now - s.resend_after
+        due = plan_resends(self.store.unanswered_messages(cutoff, max_resends=s.max_resends, limit=RESEND_PAGE),
+                           at=now, after=s.resend_after, max_resends=s.max_resends)
+        resent = 0
+        for resend in due:
+            if not self.store.mark_unsent(resend.message_id, resend.event, sent_before=cutoff):
+                continue
+            resent += 1
+            detail = resend.event.detail
+            log.warn("transfer message {id} sent again: {open} of {lines} lines without a final answer after "
+                     "{after} (attempt {attempt} of {cap}{last})", id=resend.message_id, open=detail["open_lines"],
+                     lines=detail["lines"], after=str(s.resend_after), attempt=detail["attempt"],
+                     cap=s.max_resends, last="; the last automatic one" if resend.last else "")
+        if resent and self.metrics:
+            self.metrics.resent.inc(resent)
+        return resent
 
     @defer.inlineCallbacks
     def stop(self):

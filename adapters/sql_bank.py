@@ -21,6 +21,7 @@ from gateway.bank_store import (
     PaymentRow,
     ReportAlreadyStored,
     ReportWrite,
+    UnansweredMessage,
 )
 from gateway.store import StoreError
 
@@ -155,13 +156,17 @@ class BankSql:
             found.update({r[0]: (r[1], (r[2], r[3], r[4])) for r in rows})
         return found
 
-    def mark_unsent(self, message_id: str, event) -> bool:
-        """Have the relay publish a sent transfer message again (the bank says it never got it), with its audit
-        event, in one transaction; False, changing nothing, if it is not a sent outbound message."""
+    def mark_unsent(self, message_id: str, event, *, sent_before: datetime.datetime | None = None) -> bool:
+        """Have the relay publish a sent transfer message again (the bank says it never got it, or the worker
+        found it unanswered), count the re-send and append its audit event, in one transaction; False, changing
+        nothing, if it is not a sent outbound message or (``sent_before``) was sent again since."""
+        since, params = ("", (message_id,)) if sent_before is None else (
+            " AND sent_at < ?", (message_id, self._time_param(sent_before)))
         try:
             with self._chain_tx() as (conn, append):
-                moved = conn.execute(self._sql("UPDATE bank_messages SET sent_at = NULL WHERE direction = 'out' AND "
-                                               "message_id = ? AND sent_at IS NOT NULL"), (message_id,)).rowcount
+                moved = conn.execute(self._sql("UPDATE bank_messages SET sent_at = NULL, resends = resends + 1 "
+                                               "WHERE direction = 'out' AND message_id = ? AND sent_at IS NOT NULL"
+                                               + since), params).rowcount
                 if moved != 1:
                     return False
                 append(event)
@@ -185,6 +190,19 @@ class BankSql:
         rows = self._read(self._sql(f"SELECT {_MESSAGE_COLUMNS} FROM bank_messages WHERE direction = 'out' AND "
                                     "sent_at IS NULL ORDER BY created_at, message_id LIMIT ?"), (limit,))
         return [self._message(r) for r in rows]
+
+    def unanswered_messages(self, sent_before: datetime.datetime, *, max_resends: int | None = None,
+                            limit: int = 100) -> list[UnansweredMessage]:
+        """Sent transfer messages with open lines, oldest send first. Driven from the open lines (the partial
+        index payments_open_by_message, v0007), which are few, never from every message ever sent."""
+        capped, params = ("", (self._time_param(sent_before), limit)) if max_resends is None else (
+            " AND m.resends < ?", (self._time_param(sent_before), max_resends, limit))
+        rows = self._read(self._sql(
+            "SELECT m.message_id, m.sha256, m.sent_at, m.payment_count, o.open_lines, m.resends FROM "
+            "(SELECT message_id, COUNT(*) AS open_lines FROM payments WHERE state IN ('pending', 'accepted') "
+            "GROUP BY message_id) o JOIN bank_messages m ON m.direction = 'out' AND m.message_id = o.message_id "
+            f"WHERE m.sent_at < ?{capped} ORDER BY m.sent_at, m.message_id LIMIT ?"), params)
+        return [UnansweredMessage(r[0], r[1], self._time_value(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def bank_message(self, direction: str, message_id: str) -> BankMessageRecord | None:
         rows = self._read(self._sql(f"SELECT {_MESSAGE_COLUMNS} FROM bank_messages WHERE direction = ? AND "

@@ -110,6 +110,27 @@ class PaymentRow:
     unconfirmed_at: datetime.datetime | None
 
 
+@dataclass(frozen=True)
+class UnansweredMessage:
+    """A sent transfer message that still has lines without a final answer (pending or accepted): what the
+    worker needs to decide a re-send and audit it, without the message's bytes."""
+
+    message_id: str
+    sha256: str
+    sent_at: datetime.datetime
+    payment_count: int
+    open_lines: int
+    resends: int
+    """How often it was made unsent again so far (automatically or by an operator)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.open_lines <= self.payment_count:
+            raise ValueError(f"{self.message_id}: {self.open_lines} open lines of {self.payment_count}")
+        if self.resends < 0:
+            raise ValueError("resends is not negative")
+        object.__setattr__(self, "sent_at", utc(self.sent_at, "sent_at"))
+
+
 class LineStatus(NamedTuple):
     """Where one line stands, and why if returned: what deciding a voucher's settlement reads."""
 
@@ -181,9 +202,16 @@ class BankLedger(Protocol):
     def mark_sent(self, message_id: str, at: datetime.datetime) -> bool:
         """Record the broker's confirm; False when it was marked already (changes nothing)."""
 
-    def mark_unsent(self, message_id: str, event: AuditEvent) -> bool:
-        """Make a sent outbound message unsent again, so the relay publishes the same bytes once more, and
-        append ``event``, in ONE transaction; False (nothing changed) if it is not a sent outbound message."""
+    def mark_unsent(self, message_id: str, event: AuditEvent, *,
+                    sent_before: datetime.datetime | None = None) -> bool:
+        """Make a sent outbound message unsent again, so the relay publishes the same bytes once more, count the
+        re-send in its row and append ``event``, in ONE transaction; False (nothing changed) if it is not a
+        sent outbound message, or — with ``sent_before`` — was sent again since (another worker re-sent it)."""
+
+    def unanswered_messages(self, sent_before: datetime.datetime, *, max_resends: int | None = None,
+                            limit: int = 100) -> list[UnansweredMessage]:
+        """Outbound messages sent before ``sent_before`` that still have at least one line pending or accepted,
+        oldest send first; with ``max_resends``, only those re-sent fewer times than that."""
 
     def bank_message(self, direction: str, message_id: str) -> BankMessageRecord | None:
         """One stored bank message."""

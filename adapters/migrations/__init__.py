@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange
+from . import (
+    v0001_initial,
+    v0002_workflow,
+    v0003_treasury,
+    v0004_due_dates,
+    v0005_event_cursor,
+    v0006_bank_exchange,
+    v0007_bank_resend,
+)
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,9 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
-    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL)) for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor,
-                                                     v0006_bank_exchange)
+    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL))
+    for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange,
+              v0007_bank_resend)
 )
 LATEST = MIGRATIONS[-1].version
 
