@@ -22,19 +22,32 @@ from .settings import SETTINGS, SettingsError, load_settings
 MAX_WORKERS = 64
 
 
-def _serve(args: argparse.Namespace) -> int:
+def settings_from_args(args: argparse.Namespace, **forced) -> dict:
+    """The settings of a ``vgw serve``-like command: defaults < ``--config`` < ``VGW_*`` < options < ``forced``
+    (flat names with dots spelt as ``__``: ``bank__exchange=True``); refused with :class:`CliError`."""
     from .cli import CliError
 
     overrides = {"pki": args.pki, "listen": args.listen, "store": args.store, "trust.ocsp": args.ocsp or None,
                  "trust.revocation_max_age": args.revocation_max_age, "limits.max_body": args.max_body,
                  "limits.threads": args.threads, "limits.rate": args.rate_limit, "limits.burst": args.rate_burst,
-                 "metrics.listen": args.metrics_listen, "amqp.url": args.amqp, "workers": args.workers}
+                 "metrics.listen": args.metrics_listen, "amqp.url": args.amqp, "workers": args.workers,
+                 "bank.exchange": args.bank_exchange or None, "bank.amqp": args.bank_amqp}
+    overrides.update({name.replace("__", "."): value for name, value in forced.items()})
     try:
         s = load_settings(Path(args.config) if args.config else None, os.environ, overrides)
         if not 1 <= s["workers"] <= MAX_WORKERS:
             raise SettingsError(f"workers: expected 1 to {MAX_WORKERS}, got {s['workers']}")
     except SettingsError as exc:
         raise CliError(f"cannot start: {exc}") from None
+    return s
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .cli import CliError
+
+    s = settings_from_args(args)
+    if problem := bank_exchange_problem(s):
+        raise CliError(f"cannot start: {problem}")
     if s["workers"] == 1:
         return run_gateway(s)
     from .worker_pool import WorkerPool
@@ -52,15 +65,20 @@ def ready_line(s: dict, https_port: int, metrics_port: int | None) -> str:
     line += f" store={s['store'].split('@')[-1]}"
     if s["amqp.url"]:
         line += f" amqp={s['amqp.url'].split('@')[-1]}"
+    if s["bank.exchange"]:
+        line += f" bank={s['bank.amqp'].split('@')[-1] if s['bank.amqp'] else 'in-process'}"
     return line
 
 
-def run_gateway(s: dict, seat=None) -> int:
+def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     """Build the gateway from loaded settings and run the reactor until SIGTERM/SIGINT.
 
     ``seat`` is None for a single process, which listens itself and prints the ready line. A worker of
     ``vgw serve --workers N`` passes its :class:`adapters.serve_worker.WorkerSeat`: the seat's shared metrics
     replace the process's own, and the seat adopts the supervisor's listeners and reports readiness to it.
+
+    ``bank_peer(transport)`` is for ``vgw sim serve`` only: with ``bank.exchange`` on and no ``bank.amqp``, the
+    exchange runs on the in-process transport and ``bank_peer`` attaches the simulated bank to it.
     """
     # Imported here, not at the top: every `vgw` command builds the parser, and only this one needs Twisted.
     from cryptography import x509
@@ -117,6 +135,9 @@ def run_gateway(s: dict, seat=None) -> int:
         reactor.callWhenRunning(lambda: print(ready, flush=True))
     else:
         seat.start(reactor, site, tls)
+    if s["bank.exchange"] and (seat is None or seat.spec.index == 1):
+        # One bank exchange per gateway, like the event publisher (every loop is safe twice, one is enough).
+        _start_bank_exchange(reactor, s, store, api.metrics.registry, bank_peer)
     if s["amqp.url"]:
         # One event publisher per gateway: the single process, or worker 1 of several (adapters/event_publisher.py).
         _start_amqp(reactor, service, s, api.metrics.registry, actions,
@@ -152,6 +173,79 @@ def _watch_registry(path: Path, platform) -> None:
     LoopingCall(check).start(REGISTRY_CHECK_SECONDS, now=False)
 
 
+def bank_exchange_problem(s: dict, *, embedded: bool = False) -> str | None:
+    """Why the bank settings cannot run, or None. Without ``bank.amqp`` the transfer messages would go to an
+    in-process queue that no bank reads, so only ``vgw sim serve`` (``embedded``) may leave it unset."""
+    if not s["bank.exchange"]:
+        return None
+    if not s["bank.amqp"] and not embedded:
+        return ("bank.exchange needs bank.amqp (the bank's RabbitMQ); for a simulated bank in this same process "
+                "run `vgw sim serve`")
+    if s["bank.cert"] is None or not Path(s["bank.cert"]).is_file():
+        return f"bank.cert: the bank's certificate is needed to pin its reports (got {s['bank.cert']})"
+    for name in ("bank.batch_seconds", "bank.relay_seconds", "bank.sweep_seconds", "bank.unconfirmed_hours"):
+        if not s[name] > 0:
+            return f"{name}: expected a positive number, got {s[name]}"
+    if s["bank.resend_seconds"] < 0 or s["bank.max_resends"] < 0:
+        return "bank.resend_seconds and bank.max_resends: expected numbers not below 0"
+    if not 1 <= s["bank.max_per_message"] <= 99_999:
+        return f"bank.max_per_message: expected 1 to 99,999, got {s['bank.max_per_message']}"
+    return None
+
+
+def _start_bank_exchange(reactor, s: dict, store, registry, bank_peer=None) -> None:
+    """Run :class:`adapters.bank_worker.BankWorker` in this reactor, on RabbitMQ (``bank.amqp``) or, for
+    ``vgw sim serve``, on the in-process transport with ``bank_peer`` attached; stopped before the store."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from twisted.logger import Logger
+
+    from gateway.bank_settlement import SigningIdentity
+    from gateway.pain001 import TAIPEI_TREASURY
+
+    from .bank_transport import BankTopology, InProcessBankTransport
+    from .bank_worker import BankWorker, BankWorkerSettings
+    from .cli import CliError
+
+    problem = bank_exchange_problem(s, embedded=bank_peer is not None)
+    if problem:
+        raise CliError(f"cannot start: {problem}")
+    try:
+        signer = SigningIdentity(
+            serialization.load_pem_private_key(Path(s["tls.key"]).read_bytes(), password=None),
+            x509.load_pem_x509_certificate(Path(s["tls.cert"]).read_bytes()), TAIPEI_TREASURY)
+        bank_cert = x509.load_pem_x509_certificate(Path(s["bank.cert"]).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot start the bank exchange: {exc}") from None
+    topology = BankTopology().prefixed(s["bank.topology_prefix"])
+    if s["bank.amqp"]:
+        import pika
+
+        from .bank_amqp import AmqpBankTransport
+
+        transport = AmqpBankTransport(pika.URLParameters(s["bank.amqp"]), topology, reactor=reactor,
+                                      metrics=registry)
+    else:
+        transport = InProcessBankTransport(topology, reactor=reactor, metrics=registry)
+    settings = BankWorkerSettings(batch_seconds=s["bank.batch_seconds"], relay_seconds=s["bank.relay_seconds"],
+                                  sweep_seconds=s["bank.sweep_seconds"], max_per_message=s["bank.max_per_message"],
+                                  unconfirmed_after=datetime.timedelta(hours=s["bank.unconfirmed_hours"]),
+                                  resend_after=datetime.timedelta(seconds=s["bank.resend_seconds"]) or None,
+                                  max_resends=s["bank.max_resends"])
+    worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor, registry=registry)
+    log = Logger(namespace="vgw.bank")
+
+    def start():
+        if bank_peer is not None:
+            bank_peer(transport)
+        worker.start().addErrback(lambda failure: log.failure("the bank exchange could not start", failure))
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+
+
 def _start_amqp(reactor, service, s: dict, registry, actions=None, *, publish_events: bool = False) -> None:
     """Also take vouchers and actions from RabbitMQ, and publish queue events when ``publish_events``; both
     stopped before the store closes, so in-flight messages finish."""
@@ -183,6 +277,11 @@ def _start_amqp(reactor, service, s: dict, registry, actions=None, *, publish_ev
 def register(registry) -> None:
     p = registry.command(None, "serve", help="run the gateway (HTTPS intake with client certificates)",
                          handler=_serve)
+    add_serve_arguments(p)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``vgw serve``, which ``vgw sim serve`` takes as well."""
     p.add_argument("--config", help="settings file (TOML); every setting also from VGW_* environment variables: "
                    + ", ".join(s.env for s in SETTINGS))
     p.add_argument("--pki", type=Path, help="a `vgw pki init` folder: TLS files, trust anchors, CRLs, registry")
@@ -199,3 +298,6 @@ def register(registry) -> None:
     p.add_argument("--amqp", help="amqp://... to also take vouchers from RabbitMQ (needs amqp.users)")
     p.add_argument("--workers", type=int, help="processes sharing the listener, each with its own threads and "
                    "store connections (default 1; see docs/operations.md)")
+    p.add_argument("--bank-exchange", action="store_true",
+                   help="also run the bank exchange in this process (else run `vgw bank run` beside it)")
+    p.add_argument("--bank-amqp", metavar="URL", help="amqp://... of the bank link (with --bank-exchange)")

@@ -78,6 +78,20 @@ SETTINGS = (
     Setting("metrics.listen", str, None, "HOST:PORT for plain-HTTP /metrics (keep it on 127.0.0.1)"),
     Setting("amqp.url", str, None, "amqp://... to also take vouchers from RabbitMQ (exchange vgw.vouchers)"),
     Setting("amqp.users", _user_map, {}, "broker users allowed to submit, as USER=AGENCY pairs"),
+    Setting("bank.exchange", _bool, False, "also run the bank exchange in this process: batch treasury-accepted "
+            "payments into signed pain.001, relay them, apply the bank's reports (else run `vgw bank run`)"),
+    Setting("bank.amqp", str, None, "amqp://... of the bank link (needed by bank.exchange; only `vgw sim serve` "
+            "runs it on the in-process transport, with the simulated bank in the same process)"),
+    Setting("bank.cert", Path, None, "the bank's certificate (PEM), pinned: the only signer of reports taken"),
+    Setting("bank.topology_prefix", str, "", "prefix of the bank exchange and queue names (same on both ends)"),
+    Setting("bank.batch_seconds", float, 5.0, "how often treasury-accepted payments are batched"),
+    Setting("bank.relay_seconds", float, 2.0, "how often the outbox relay publishes what is unsent"),
+    Setting("bank.sweep_seconds", float, 10.0, "how often vouchers are settled from their lines (crash leftovers)"),
+    Setting("bank.max_per_message", int, 5000, "transactions per pain.001 message"),
+    Setting("bank.unconfirmed_hours", float, 24.0, "flag lines without a final bank answer after this many hours"),
+    Setting("bank.resend_seconds", float, 1800.0, "send a transfer message again when lines still have no final "
+            "answer this long after it was sent (0: never by itself)"),
+    Setting("bank.max_resends", int, 5, "automatic re-sends per transfer message at most"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -153,7 +167,7 @@ def _fill_from_pki(values: dict) -> dict:
             "tls.cert": pki / "gateway/cert.pem", "tls.key": pki / "gateway/key.pem",
             "tls.chain": (pki / "intermediate/cert.pem",), "trust.roots": (pki / "root/cert.pem",),
             "trust.intermediates": (pki / "intermediate/cert.pem",), "trust.registry": pki / "registry.toml",
-            "trust.crl_dir": pki / "crl",
+            "trust.crl_dir": pki / "crl", "bank.cert": pki / "bank/cert.pem",
         }
         for name, value in defaults.items():
             if values[name] in (None, ()):

@@ -59,3 +59,22 @@ def test_a_wrong_environment_value_names_its_variable(tmp_path):
 def test_without_pki_the_trust_files_are_required():
     with pytest.raises(SettingsError, match="missing: tls.cert, tls.key, trust.registry, trust.roots"):
         load_settings(None, {}, {})
+
+
+def test_the_bank_exchange_in_serve_needs_a_bank_link_and_the_banks_certificate(tmp_path):
+    from adapters.serve_command import bank_exchange_problem
+
+    (tmp_path / "bank").mkdir()
+    s = load_settings(None, {"VGW_BANK_EXCHANGE": "true"}, {"pki": tmp_path})
+    assert s["bank.cert"] == tmp_path / "bank/cert.pem" and s["bank.resend_seconds"] == 1800.0
+    assert "bank.amqp" in bank_exchange_problem(s)  # no bank on the other end of an in-process queue
+    assert "bank.cert" in bank_exchange_problem(s, embedded=True)  # the bank's certificate is not there
+    (tmp_path / "bank/cert.pem").write_text("pinned", encoding="utf-8")
+    assert bank_exchange_problem(s, embedded=True) is None
+    s = load_settings(None, {"VGW_BANK_EXCHANGE": "1", "VGW_BANK_AMQP": "amqp://h/", "VGW_BANK_BATCH_SECONDS": "0"},
+                      {"pki": tmp_path})
+    assert "bank.batch_seconds" in bank_exchange_problem(s)
+    s = load_settings(None, {"VGW_BANK_EXCHANGE": "1", "VGW_BANK_AMQP": "amqp://h/", "VGW_BANK_RESEND_SECONDS": "-1"},
+                      {"pki": tmp_path})
+    assert "resend" in bank_exchange_problem(s)
+    assert bank_exchange_problem(load_settings(None, {}, {"pki": tmp_path})) is None  # off: nothing to check
