@@ -267,7 +267,7 @@ class BankSql:
 
     def bank_totals(self) -> dict:
         """The figures reconciliation compares, each read straight from the tables."""
-        by_state = {state: (count, total) for state, count, total in self._read(
+        by_state = {state: (int(count), int(total)) for state, count, total in self._read(
             "SELECT state, COUNT(*), COALESCE(SUM(amount), 0) FROM payments GROUP BY state")}
         sent = self._read("SELECT COUNT(*), COALESCE(SUM(payment_count), 0), COALESCE(SUM(control_sum), 0) "
                           "FROM bank_messages WHERE direction = 'out'")[0]
@@ -284,7 +284,8 @@ class BankSql:
         from gateway.reconciliation import AllotmentFacts, ReconciliationFacts, VoucherFacts
         from gateway.xml_safety import hardened_parser
 
-        lines = {(r[0], r[1]): (r[2], r[3], frozenset(r[4].split(","))) for r in self._read(
+        # PostgreSQL's SUM of a bigint is a numeric (a Decimal here): money is read back as int everywhere
+        lines = {(r[0], r[1]): (int(r[2]), int(r[3]), frozenset(r[4].split(","))) for r in self._read(
             "SELECT voucher_id, revision, COUNT(*), SUM(amount), " + self._group_concat("state") +
             " FROM payments GROUP BY voucher_id, revision")}
         vouchers = []
@@ -294,10 +295,11 @@ class BankSql:
             count, total, states = lines.get((voucher_id, revision), (0, 0, frozenset()))
             vouchers.append(VoucherFacts(voucher_id, revision, status, data["control_total"], data["line_count"],
                                          total, count, states))
-        by_state = {state: (count, total) for state, count, total in self._read(
+        by_state = {state: (int(count), int(total)) for state, count, total in self._read(
             "SELECT state, COUNT(*), COALESCE(SUM(amount), 0) FROM payments GROUP BY state")}
-        count, payments, control = self._read("SELECT COUNT(*), COALESCE(SUM(payment_count), 0), "
-                                              "COALESCE(SUM(control_sum), 0) FROM bank_messages WHERE direction = 'out'")[0]
+        count, payments, control = (int(v) for v in self._read(
+            "SELECT COUNT(*), COALESCE(SUM(payment_count), 0), COALESCE(SUM(control_sum), 0) FROM bank_messages "
+            "WHERE direction = 'out'")[0])
         placed = {r[0]: r[1] for r in self._read("SELECT end_to_end_id, message_id FROM payments")}
         seen: dict[str, int] = {}
         misplaced = []
@@ -323,8 +325,8 @@ class BankSql:
                 "COALESCE((SELECT SUM(amount) FROM payments p WHERE p.agency = a.agency AND "
                 "p.fiscal_year = a.fiscal_year AND p.budget_subject = a.budget_subject AND p.state = 'paid'), 0) "
                 "FROM allotments a ORDER BY a.agency, a.fiscal_year, a.budget_subject"):
-            allotments.append(AllotmentFacts(f"{agency}/{year}/{subject}", reserved, consumed, held, spent,
-                                             open_lines, paid))
+            allotments.append(AllotmentFacts(f"{agency}/{year}/{subject}", *(int(v) for v in (
+                reserved, consumed, held, spent, open_lines, paid))))
         return ReconciliationFacts(tuple(vouchers), by_state, count, payments, control, seen, tuple(sorted(misplaced)),
                                    tuple(allotments))
 
