@@ -19,21 +19,30 @@ class Connection:
     """One keep-alive HTTPS connection with a client certificate, reopened after a failure."""
 
     def __init__(self, *, port: int, cafile: str, cert: str, key: str, host: str = "127.0.0.1",
-                 timeout: float = 60.0) -> None:
-        self.context = ssl.create_default_context(cafile=cafile)
-        self.context.load_cert_chain(cert, key)
+                 timeout: float = 60.0, context: ssl.SSLContext | None = None) -> None:
+        """``context``: an SSL context already made for the same ``cafile``, ``cert`` and ``key`` (shared)."""
+        if context is None:
+            context = ssl.create_default_context(cafile=cafile)
+            context.load_cert_chain(cert, key)
+        self.context = context
         self.host, self.port, self.timeout = host, port, timeout
         self.conn: http.client.HTTPSConnection | None = None
         self.connects = 0
 
     def post(self, path: str, body: bytes, content_type: str = "application/xml") -> tuple[int, bytes]:
         """(status, answer body), or (0, why) when the connection failed (it is reopened for the next)."""
+        return self.request("POST", path, body, {"Content-Type": content_type})
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self.request("GET", path, None, {})
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
                                                         timeout=self.timeout)
                 self.connects += 1
-            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+            self.conn.request(method, path, body=body, headers=headers)
             reply = self.conn.getresponse()
             answer = reply.read()
             if reply.getheader("Connection", "").lower() == "close":

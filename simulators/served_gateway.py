@@ -17,17 +17,20 @@ READY = "vgw: ready on https://"
 
 
 class ServedGateway:
-    """``vgw serve --workers W --threads T`` on ``store_url``, logging to ``log``."""
+    """``vgw serve --workers W --threads T`` on ``store_url``, logging to ``log``. ``command`` may name another
+    verb taking ``vgw serve``'s options (``("sim", "serve")``: the gateway with the simulated bank in process),
+    ``extra`` more options, and ``env`` more ``VGW_*`` settings."""
 
     def __init__(self, pki: Path, store_url: str, log: Path, *, workers: int = 1, threads: int = 8,
-                 ready_timeout: float = 120.0) -> None:
+                 ready_timeout: float = 120.0, command: tuple[str, ...] = ("serve",), extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.log = log
         self.store_url = store_url
         with open(log, "wb") as out:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "adapters.cli", "serve", "--pki", str(pki), "--listen", "127.0.0.1:0",
-                 "--store", store_url, "--threads", str(threads), "--workers", str(workers), "--rate-limit", "0"],
-                stdout=out, stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "adapters.cli", *command, "--pki", str(pki), "--listen", "127.0.0.1:0",
+                 "--store", store_url, "--threads", str(threads), "--workers", str(workers), "--rate-limit", "0",
+                 *extra], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.port: int | None = None
         self.pids = [self.process.pid]
         deadline = time.monotonic() + ready_timeout
@@ -59,6 +62,18 @@ class ServedGateway:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
             return ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def peak_rss_bytes(self) -> int | None:
+        """The serving processes' peak resident memory so far (Linux /proc VmHWM, summed), or None elsewhere."""
+        try:
+            total = 0
+            for pid in self.pids:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) * 1024
+            return total
         except (OSError, ValueError, IndexError):
             return None
 
