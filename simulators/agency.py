@@ -142,8 +142,8 @@ class AgencySimulator:
             raise ValueError(f"agencies not in {pki_dir}: {', '.join(unknown)}")
         self.pki_dir, self.host, self.port = pki_dir, host, port
         self.agencies = chosen
-        self.people = {code: {role: (load_key(Path(e["key"])), load_cert(Path(e["cert"])))
-                              for role, e in manifest["agencies"][code]["people"].items()} for code in chosen}
+        self._people_files = {code: manifest["agencies"][code]["people"] for code in chosen}
+        self._people: dict[tuple[str, str], tuple] = {}
         tag = run_tag or hashlib.sha256(f"{seed}:{time.time_ns()}".encode()).hexdigest()[:5].upper()
         self.plans = AgencyMix(chosen, seed=seed, run_tag=tag, mix=mix)
         self.concurrency, self.rate, self.poll_seconds = concurrency, rate, poll_seconds
@@ -201,9 +201,17 @@ class AgencySimulator:
                 self.report.errors[name] += 1
         return status, document if isinstance(document, dict) else {}, answer
 
+    def _person(self, agency: str, role: str) -> tuple:
+        """(key, certificate) of ``agency``'s ``role`` holder, loaded the first time they sign."""
+        person = self._people.get((agency, role))
+        if person is None:
+            files = self._people_files[agency][role]
+            person = self._people[(agency, role)] = (load_key(Path(files["key"])), load_cert(Path(files["cert"])))
+        return person
+
     def _sign(self, agency: str, role: str, data) -> bytes:
         at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        key, cert = self.people[agency][role]
+        key, cert = self._person(agency, role)
         return sign_document(data, key, cert, at)
 
     # --- one story, one step at a time ----------------------------------------------------------------------
@@ -242,7 +250,7 @@ class AgencySimulator:
                         previous_sha256=hashlib.sha256(story.previous).hexdigest(), stage=actor,
                         decision=Decision.REJECT if send_back else Decision.APPROVE, signing_time=at,
                         reason=send_back.reason if send_back else None)
-        key, cert = self.people[v.agency_code][role]
+        key, cert = self._person(v.agency_code, role)
         signed = sign_document(action_element(action), key, cert, at)
         self._keep(f"{v.voucher_id}-r{v.revision}-{actor.value}.xml", signed)
         name = "reject" if send_back else "approve"
