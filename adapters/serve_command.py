@@ -181,6 +181,8 @@ def bank_exchange_problem(s: dict, *, embedded: bool = False) -> str | None:
     if not s["bank.amqp"] and not embedded:
         return ("bank.exchange needs bank.amqp (the bank's RabbitMQ); for a simulated bank in this same process "
                 "run `vgw sim serve`")
+    if s["bank.amqp"] and not s["bank.amqp"].startswith("amqp://"):
+        return "bank.amqp: expected amqp://… (TLS to the broker, amqps://, is not supported yet)"
     if s["bank.cert"] is None or not Path(s["bank.cert"]).is_file():
         return f"bank.cert: the bank's certificate is needed to pin its reports (got {s['bank.cert']})"
     for name in ("bank.batch_seconds", "bank.relay_seconds", "bank.sweep_seconds", "bank.unconfirmed_hours"):
@@ -237,13 +239,31 @@ def _start_bank_exchange(reactor, s: dict, store, registry, bank_peer=None) -> N
     worker = BankWorker(store, transport, signer, bank_cert, settings=settings, reactor=reactor, registry=registry)
     log = Logger(namespace="vgw.bank")
 
-    def start():
-        if bank_peer is not None:
-            bank_peer(transport)
-        worker.start().addErrback(lambda failure: log.failure("the bank exchange could not start", failure))
+    # The broker may be down when the gateway starts: the intake serves meanwhile (what it accepts waits in
+    # the store), and the exchange tries again with a growing pause until the broker answers.
+    pauses = iter((1, 2, 5, 10, 20))
+    retry: list = []
 
+    def start():
+        retry.clear()
+        worker.start().addErrback(could_not_start)
+
+    def could_not_start(failure):
+        pause = next(pauses, 30)
+        log.error("the bank exchange could not start: {why}; trying again in {pause} s",
+                  why=failure.getErrorMessage(), pause=pause)
+        retry.append(reactor.callLater(pause, start))
+
+    def stop():
+        for call in retry:
+            if call.active():
+                call.cancel()
+        return worker.stop()
+
+    if bank_peer is not None:
+        reactor.callWhenRunning(bank_peer, transport)
     reactor.callWhenRunning(start)
-    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
 
 
 def _start_amqp(reactor, service, s: dict, registry, actions=None, *, publish_events: bool = False) -> None:

@@ -48,6 +48,14 @@ WAITING = frozenset({"released", "held", "treasury-accepted", "batched"})
 MAX_RE_REMITTANCES = 5
 
 
+class Later(Exception):
+    """The gateway asked to come back later (429 with Retry-After): the step is tried again then, unchanged."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = seconds
+
+
 @dataclass
 class Story:
     plan: Plan
@@ -89,6 +97,7 @@ class AgencyReport:
     mismatches: list = field(default_factory=list)
     latencies: dict = field(default_factory=lambda: collections.defaultdict(list))
     errors: collections.Counter = field(default_factory=collections.Counter)
+    throttled: collections.Counter = field(default_factory=collections.Counter)  # 429s, waited out and retried
     stories: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
 
@@ -107,6 +116,7 @@ class AgencyReport:
         for call, samples in sorted(self.latencies.items()):
             ordered = sorted(samples)
             api[call] = {"count": len(ordered), "errors": self.errors.get(call, 0),
+                         "throttled": self.throttled.get(call, 0),
                          **{f"p{q}_ms": round(_quantile(ordered, q / 100) * 1000, 1) for q in (50, 95, 99)}}
         return {
             "ok": self.ok, "agencies": self.agencies, "vouchers": self.started, "finished": self.finished,
@@ -197,8 +207,16 @@ class AgencySimulator:
             document = {"code": answer[:200].decode("utf-8", "replace")}  # why the connection failed
         with self._lock:
             self.report.latencies[name].append(seconds)
-            if status not in (200, 202):
+            if status == 429:  # over the agency's rate limit: wait as told, then the same step again
+                self.report.throttled[name] += 1
+            elif status not in (200, 202):
                 self.report.errors[name] += 1
+        if status == 429:
+            try:
+                wait = float(conn.retry_after or 1)
+            except ValueError:
+                wait = 1.0
+            raise Later(min(max(wait, 0.1), 60.0))
         return status, document if isinstance(document, dict) else {}, answer
 
     def _person(self, agency: str, role: str) -> tuple:
@@ -394,8 +412,11 @@ class AgencySimulator:
                 if story is None:
                     return
                 was_waiting = story.step == "follow"
+                later = None
                 try:
                     self._step(story)
+                except Later as wait:
+                    later = time.monotonic() + wait.seconds
                 except Exception as exc:  # a simulator bug must end the story visibly, not hang the run
                     with self._lock:
                         self.report.unexpected.append({"voucher_id": story.voucher.voucher_id, "step": story.step,
@@ -409,7 +430,7 @@ class AgencySimulator:
                         if bar is not None:
                             bar.update(1)
                     else:
-                        key = story.due if story.step == "follow" else story.order
+                        key = later or (story.due if story.step == "follow" else story.order)
                         heapq.heappush(heap, (key, story.order, id(story), story))
                     self._wake.notify_all()
 
@@ -464,10 +485,10 @@ def format_report(d: dict) -> str:
             f"  reconciled:  {d['reconciled_vouchers']} revisions against the gateway's payments, "
             f"{len(d['reconciliation_mismatches'])} mismatches",
             "",
-            f"  {'API call':<10} {'count':>7} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
+            f"  {'API call':<10} {'count':>7} {'errors':>7} {'429s':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
     for call, a in d["api"].items():
-        rows.append(f"  {call:<10} {a['count']:>7} {a['errors']:>7} {a['p50_ms']:>8} {a['p95_ms']:>8} "
-                    f"{a['p99_ms']:>8}")
+        rows.append(f"  {call:<10} {a['count']:>7} {a['errors']:>7} {a['throttled']:>6} {a['p50_ms']:>8} "
+                    f"{a['p95_ms']:>8} {a['p99_ms']:>8}")
     for item in d["unexpected"]:
         rows.append(f"  UNEXPECTED {item}")
     return "\n".join(rows)
@@ -485,7 +506,7 @@ def _run(args: argparse.Namespace) -> int:
     url = urlsplit(args.gateway)
     if url.scheme != "https" or not url.hostname or not url.port:
         raise CliError(f"--gateway must be https://HOST:PORT, got {args.gateway!r}")
-    if args.vouchers is None and args.duration is None:
+    if args.vouchers is None and args.duration is None and not args.write_allotments:
         raise CliError("give --vouchers N or --duration SECONDS")
     if args.concurrency < 1 or args.rate < 0:
         raise CliError("--concurrency must be at least 1 and --rate not negative")

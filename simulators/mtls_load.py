@@ -28,6 +28,7 @@ class Connection:
         self.host, self.port, self.timeout = host, port, timeout
         self.conn: http.client.HTTPSConnection | None = None
         self.connects = 0
+        self.retry_after: str | None = None  # the last answer's Retry-After header (a 429 or 503 says when)
 
     def post(self, path: str, body: bytes, content_type: str = "application/xml") -> tuple[int, bytes]:
         """(status, answer body), or (0, why) when the connection failed (it is reopened for the next)."""
@@ -45,6 +46,7 @@ class Connection:
             self.conn.request(method, path, body=body, headers=headers)
             reply = self.conn.getresponse()
             answer = reply.read()
+            self.retry_after = reply.getheader("Retry-After")
             if reply.getheader("Connection", "").lower() == "close":
                 self.close()
             return reply.status, answer
