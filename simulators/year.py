@@ -43,7 +43,7 @@ TARGET_SECONDS = 15 * 60
 
 def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | None = None, amqp: str | None = None,
              store: str | None = None, concurrency: int = 8, seed: int = 2027, return_rate: float = 0.01,
-             progress: bool = False) -> dict:
+             workers: int = 1, progress: bool = False) -> dict:
     vouchers = max(1, round(YEAR_VOUCHERS * scale))
     setup_started = time.monotonic()
     if pki is None:
@@ -67,7 +67,7 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
         prefix = f"year-{uuid.uuid4().hex[:6]}."
         env["VGW_BANK_TOPOLOGY_PREFIX"] = prefix
         bank = BankProcess(["--amqp", amqp, "--topology-prefix", prefix, *bank_args], work / "bank.log")
-        gateway = ServedGateway(pki, store_url, work / "gateway.log", threads=8,
+        gateway = ServedGateway(pki, store_url, work / "gateway.log", threads=8, workers=workers,
                                 extra=("--bank-exchange", "--bank-amqp", amqp), env=env)
     else:
         gateway = ServedGateway(pki, store_url, work / "gateway.log", threads=8, command=("sim", "serve"),
@@ -95,6 +95,7 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
     return {
         "scale": scale, "agencies": len(codes), "vouchers": day["vouchers"], "payments": payments,
         "mode": "amqp" if amqp else "embedded", "store": store_url.split("@")[-1].split("://")[0],
+        "gateway_workers": workers if amqp else 1,
         "setup_s": round(setup_seconds, 1), "wall_s": round(wall, 1),
         "projected_year_s": round(projected, 0) if projected else None, "target_s": TARGET_SECONDS,
         "meets_target": projected is not None and projected < TARGET_SECONDS,
@@ -124,8 +125,11 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("--scale must be in (0, 1]")
     if args.store and not args.amqp and not args.store.startswith("sqlite:"):
         raise CliError("--store postgresql://… needs --amqp")
+    if args.workers != 1 and not args.amqp:
+        raise CliError("--workers needs --amqp (the embedded gateway is one process with its bank in it)")
     options = dict(scale=args.scale, agencies=args.agencies, pki=Path(args.pki).resolve() if args.pki else None,
                    amqp=args.amqp, store=args.store, concurrency=args.concurrency, seed=args.seed,
+                   workers=args.workers,
                    progress=sys.stderr.isatty())
     try:
         if args.dir:
@@ -152,4 +156,5 @@ def register(registry) -> None:
     p.add_argument("--amqp", metavar="URL", help="the bank link over RabbitMQ (with --store)")
     p.add_argument("--store", metavar="URL", help="the gateway's store (default: SQLite in the work folder)")
     p.add_argument("--concurrency", type=int, default=8, help="agency API calls in flight (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="with --amqp: gateway worker processes (default 1)")
     p.add_argument("--seed", type=int, default=2027)
