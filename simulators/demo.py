@@ -46,6 +46,18 @@ BANK_TIMING = {"VGW_BANK_BATCH_SECONDS": "1", "VGW_BANK_RELAY_SECONDS": "0.5", "
 """The demo's bank exchange works in seconds, not the minutes a production day can afford."""
 
 
+@contextlib.contextmanager
+def work_folder(kept: str | None, prefix: str):
+    """The folder ``--dir`` names (made if needed, kept), or a temporary one removed at the end."""
+    if kept:
+        work = Path(kept).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -328,13 +340,8 @@ def _demo(args: argparse.Namespace) -> int:
                    ledger=Path(args.ledger).resolve() if args.ledger else None,
                    concurrency=args.concurrency, settle_timeout=args.settle_timeout,
                    progress=not args.json and sys.stderr.isatty())
-    if args.dir:
-        work = Path(args.dir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.dir, "vgw-demo-") as work:
         report = run_demo(work, **options)
-    else:
-        with tempfile.TemporaryDirectory(prefix="vgw-demo-") as tmp:
-            report = run_demo(Path(tmp), **options)
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

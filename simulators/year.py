@@ -21,7 +21,6 @@ import datetime
 import json
 import resource
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 from .agency import AgencySimulator
 from .agency_plans import Mix, allotments
 from .demo import BANK_TIMING, BankProcess, _audit, _fresh_sqlite, last_json_line, ledger_tally, load_allotments
-from .demo import open_vouchers
+from .demo import open_vouchers, work_folder
 from .pki.layout import init_pki
 from .served_gateway import ServedGateway
 
@@ -132,13 +131,8 @@ def _run(args: argparse.Namespace) -> int:
                    workers=args.workers,
                    progress=sys.stderr.isatty())
     try:
-        if args.dir:
-            work = Path(args.dir).resolve()
-            work.mkdir(parents=True, exist_ok=True)
+        with work_folder(args.dir, "vgw-year-") as work:
             result = run_year(work, **options)
-        else:
-            with tempfile.TemporaryDirectory(prefix="vgw-year-") as tmp:
-                result = run_year(Path(tmp), **options)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps(result, ensure_ascii=False), flush=True)

@@ -22,9 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import pika
-import psycopg
 import pytest
-from psycopg import sql
 
 from adapters.store_factory import open_store
 from gateway.bank_payments import LineState
@@ -32,6 +30,8 @@ from gateway.reconciliation import reconcile
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.bench_transport import delete_topology
 from adapters.bank_transport import BankTopology
+
+from .fresh_postgres import fresh_database
 
 TRIALS = 25
 VGW = [sys.executable, "-m", "adapters.cli"]
@@ -67,16 +67,8 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'crash.db'}"
         return
-    dsn = os.environ.get("VGW_TEST_PG_DSN")
-    if not dsn:
-        pytest.fail("VGW_TEST_PG_DSN is not set: run under scripts/with-test-services (make test)", pytrace=False)
-    name = f"vgw_crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = dsn.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database("vgw_crash") as url:
+        yield url
 
 
 def _settled(store, vouchers) -> bool:
