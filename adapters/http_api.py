@@ -33,7 +33,7 @@ from .api_settings import ApiSettings
 from .client_identity import agency_of_client
 from .http_metrics import METRICS_CONTENT_TYPE, HttpMetrics
 from .openapi import openapi_document
-from .query_params import parse_limit, parse_list_query
+from .query_params import parse_limit, parse_list_query, parse_statement_query
 from .rate_limit import AgencyRateLimiter
 from .tls import peer_certificate
 
@@ -170,11 +170,13 @@ class GatewayHttpApi:
     app = Klein()
 
     def __init__(self, service, settings: ApiSettings | None = None, *, metrics: HttpMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic, actions=None) -> None:
+                 clock: Callable[[], float] = time.monotonic, actions=None, statements=None) -> None:
         """``settings`` None reads them from the ``VGW_*`` environment (``ApiSettings.from_environ``);
-        ``actions`` is the :class:`~adapters.action_service.ActionService` (approval routes answer 404 without)."""
+        ``actions`` is the :class:`~adapters.action_service.ActionService` (approval routes answer 404 without);
+        ``statements`` the :class:`~adapters.statement_service.StatementService` (likewise)."""
         self.service = service
         self.actions = actions
+        self.statements = statements
         self.settings = settings if settings is not None else ApiSettings.from_environ()
         self.metrics = metrics if metrics is not None else HttpMetrics()
         self.clock = clock
@@ -283,6 +285,22 @@ class GatewayHttpApi:
     @app.route("/v1/rejections", methods=["GET"])
     def list_rejections(self, request):
         return self._list(request, self.service.list_rejections, with_status=False)
+
+    @app.route("/v1/statements", methods=["GET"])
+    def statement(self, request):
+        """The caller's statement (對帳單) as CSV or camt.053: rate limit, the strict query (400 when bad)."""
+        instance = request.uri.decode("ascii", "replace")
+        cert, limited = self._caller(request)
+        if limited:
+            return self._send(request, limited)
+        if self.statements is None:
+            return self._send(request, Answer.problem(Refusal("not-found", "statements are not served here"),
+                                                      instance))
+        try:
+            query = parse_statement_query(request.args)
+        except Refusal as refusal:
+            return self._send(request, Answer.problem(refusal, instance))
+        return self._run(request, self.statements.statement, query, cert)
 
     @app.route("/metrics", methods=["GET"])
     def metrics_exposition(self, request):

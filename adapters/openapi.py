@@ -19,8 +19,8 @@ def _problems(*statuses: int) -> dict:
     return {str(status): _PROBLEM for status in statuses}
 
 
-def _query(name: str, description: str, schema: dict) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+def _query(name: str, description: str, schema: dict, *, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
 _PAGING = [
@@ -117,6 +117,24 @@ _DOCUMENT = {
                 "description": "A page may hold fewer than `limit` items while `next_cursor` is not null.",
                 "parameters": list(_PAGING),
                 "responses": {"200": _json("VoucherPage", "one page"), **_problems(400, 401, 403, 429, 500)},
+            },
+        },
+        "/v1/statements": {
+            "get": {
+                "operationId": "statement",
+                "summary": "The caller's statement (對帳單) of payment lines over Taipei dates, as CSV or camt.053",
+                "description": "See docs/api.md, Statements: the date rule, the entries and the totals.",
+                "parameters": [
+                    _query("from", "first Taipei date (inclusive)", {"type": "string", "format": "date"}, required=True),
+                    _query("to", "last Taipei date (inclusive; at most 400 days)", {"type": "string", "format": "date"},
+                           required=True),
+                    _query("format", "csv or camt053", {"type": "string", "enum": ["csv", "camt053"]}, required=True),
+                    _query("dates", "roc: 民國 dates in the CSV", {"type": "string", "enum": ["iso", "roc"],
+                                                                  "default": "iso"})],
+                "responses": {"200": {"description": "the statement as an attachment", "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/xml": {"schema": {"type": "string"}}}},
+                    **_problems(400, 401, 403, 429, 500)},
             },
         },
         "/healthz": {"get": {"operationId": "healthz", "summary": "200 while the process runs",

@@ -1,6 +1,6 @@
 """The query strings of the list routes, read strictly: an unknown, repeated or malformed parameter is a
 refusal (``query-invalid``, ``limit-invalid``), never silently ignored (a misspelt ``stauts=`` would
-otherwise list everything)."""
+otherwise list everything). The statement route's query is read here too (:func:`parse_statement_query`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.errors import Refusal
+from gateway.statements import Period
 from gateway.store import MAX_PAGE, check_limit
 
 DEFAULT_LIMIT = 100
@@ -80,3 +81,44 @@ def _limit(params: dict[str, str]) -> int:
 def parse_limit(args: dict[bytes, list[bytes]]) -> int:
     """A query string that may hold only ``limit`` (work queues)."""
     return _limit(_single(args, {"limit"}))
+
+
+STATEMENT_FORMATS = ("csv", "camt053")
+
+
+@dataclass(frozen=True)
+class StatementQuery:
+    period: Period
+    format: str  # one of STATEMENT_FORMATS
+    roc_dates: bool = False
+
+
+def _day(name: str, text: str) -> datetime.date:
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise Refusal("query-invalid", f"{name!r} must be a date YYYY-MM-DD (a Taipei date), not {text!r}")
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise Refusal("query-invalid", f"{name!r} is not a calendar date: {text!r}") from None
+
+
+def parse_statement_query(args: dict[bytes, list[bytes]]) -> StatementQuery:
+    """``GET /v1/statements``: ``from`` and ``to`` (Taipei dates, both inclusive, at most MAX_PERIOD_DAYS days
+    apart), ``format`` csv or camt053, optional ``dates=roc`` (CSV only)."""
+    params = _single(args, {"from", "to", "format", "dates"})
+    for name in ("from", "to", "format"):
+        if name not in params:
+            raise Refusal("query-invalid", f"the query parameter {name!r} is required")
+    start, end = _day("from", params["from"]), _day("to", params["to"])
+    try:
+        period = Period(start, end)
+    except ValueError as exc:
+        raise Refusal("query-invalid", f"the statement period is not acceptable: {exc}") from None
+    if params["format"] not in STATEMENT_FORMATS:
+        raise Refusal("query-invalid", f"'format' is one of {', '.join(STATEMENT_FORMATS)}, not {params['format']!r}")
+    dates = params.get("dates", "iso")
+    if dates not in ("iso", "roc"):
+        raise Refusal("query-invalid", f"'dates' is iso or roc, not {dates!r}")
+    if dates == "roc" and params["format"] != "csv":
+        raise Refusal("query-invalid", "'dates=roc' applies to the CSV format only (camt.053 dates are ISO 8601)")
+    return StatementQuery(period, params["format"], dates == "roc")

@@ -97,6 +97,7 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     from .treasury_service import TreasuryService, check_after_release, start_sweep
     from .intake_service import IntakeService
     from .store_factory import open_store
+    from .statement_service import StatementService
     from .tls import server_tls_options
 
     try:
@@ -120,7 +121,9 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
                             gateway_key=gateway_key, gateway_cert=gateway_cert)
     treasury = TreasuryService(store)
     actions = ActionService(intake=service, store=store, after_commit=check_after_release(treasury))
-    api = GatewayHttpApi(service, api_settings, actions=actions, metrics=seat.metrics if seat else None)
+    statements = StatementService(intake=service, store=store)
+    api = GatewayHttpApi(service, api_settings, actions=actions, metrics=seat.metrics if seat else None,
+                         statements=statements)
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])

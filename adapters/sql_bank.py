@@ -23,6 +23,8 @@ from gateway.bank_store import (
     ReportWrite,
     UnansweredMessage,
 )
+from gateway.business_time import TAIPEI
+from gateway.statements import StatementLine
 from gateway.store import StoreError
 
 _MESSAGE_COLUMNS = ("direction, message_id, message_type, routing, body, sha256, payment_count, control_sum, "
@@ -30,14 +32,27 @@ _MESSAGE_COLUMNS = ("direction, message_id, message_type, routing, body, sha256,
 _PAYMENT_COLUMNS = ("end_to_end_id, voucher_id, revision, line_number, agency, fiscal_year, budget_subject, amount, "
                     "message_id, payment_info_id, state, reason_code, reason_text, bank_reference, booked_on, "
                     "created_at, changed_at, unconfirmed_at")
+_INSERT_COLUMNS = (_PAYMENT_COLUMNS + ", payee_name, payee_bank_code, payee_branch_code, payee_account, "
+                   "statement_on")
+_STATEMENT_COLUMNS = ("voucher_id, revision, line_number, end_to_end_id, payee_name, payee_bank_code, "
+                      "payee_branch_code, payee_account, amount, state, reason_code, reason_text, bank_reference, "
+                      "message_id, booked_on, paid_on, statement_on")
 _STATES = {state.value: state for state in LineState}
 
 # What each money move does to an allotment: (column taken from, column given to or None).
 _MONEY = {"consume": ("reserved", "consumed"), "free-reserved": ("reserved", None), "free-consumed": ("consumed", None)}
 
 
+def _day(value: datetime.date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _marks(columns: str) -> str:
     return ", ".join("?" for _ in columns.split(","))
+
+
+def _date(value: str | None) -> datetime.date | None:
+    return datetime.date.fromisoformat(value) if value else None
 
 
 class BankSql:
@@ -78,11 +93,15 @@ class BankSql:
                 for message in write.messages:
                     self._insert_message(conn, message)
                 stamp = self._time_param(at)
+                # The payee goes into the row too (v0008), so a statement needs no voucher parsed.
+                statement_on = at.astimezone(TAIPEI).date().isoformat()
                 conn.cursor().executemany(
-                    self._sql(f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({_marks(_PAYMENT_COLUMNS)})"),
+                    self._sql(f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES ({_marks(_INSERT_COLUMNS)})"),
                     [(b.payment.end_to_end_id, b.payment.voucher_id, b.payment.revision, b.payment.line_number,
                       b.payment.agency, b.fiscal_year, b.budget_subject, b.payment.amount, b.message_id,
-                      b.payment_info_id, LineState.PENDING.value, None, None, None, None, stamp, stamp, None)
+                      b.payment_info_id, LineState.PENDING.value, None, None, None, None, stamp, stamp, None,
+                      b.payment.payee_name, b.payment.bank_code, b.payment.branch_code, b.payment.account_number,
+                      statement_on)
                      for b in write.payments])
                 for event in write.events:
                     append(event)
@@ -119,13 +138,18 @@ class BankSql:
         if not write.lines:
             return
         stamp = self._time_param(write.at)
+        today = write.at.astimezone(TAIPEI).date().isoformat()
         cursor = conn.cursor()
+        # statement_on: the booking date (new, else the one stored), else the Taipei date of this change;
+        # paid_on: set once, when the line is paid, and kept if it is returned later (v0008).
         cursor.executemany(self._sql(
             "UPDATE payments SET state = ?, reason_code = COALESCE(?, reason_code), "
             "reason_text = COALESCE(?, reason_text), bank_reference = COALESCE(?, bank_reference), "
-            "booked_on = COALESCE(?, booked_on), changed_at = ? WHERE end_to_end_id = ? AND state = ?"),
-            [(c.new.value, c.reason_code, c.reason_text, c.bank_reference,
-              c.booked_on.isoformat() if c.booked_on else None, stamp, c.end_to_end_id, c.expected.value)
+            "booked_on = COALESCE(?, booked_on), statement_on = COALESCE(?, booked_on, ?), "
+            "paid_on = COALESCE(paid_on, ?), changed_at = ? WHERE end_to_end_id = ? AND state = ?"),
+            [(c.new.value, c.reason_code, c.reason_text, c.bank_reference, _day(c.booked_on), _day(c.booked_on),
+              today, (_day(c.booked_on) or today) if c.new is LineState.PAID else None, stamp, c.end_to_end_id,
+              c.expected.value)
              for c in write.lines])
         if cursor.rowcount != len(write.lines):
             raise LineChanged(f"{len(write.lines) - cursor.rowcount} of the report's lines moved meanwhile")
@@ -234,6 +258,28 @@ class BankSql:
         rows = self._read(self._sql(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE voucher_id = ? AND revision = ? "
                                     "ORDER BY line_number"), (voucher_id, revision))
         return [self._payment(r) for r in rows]
+
+    def statement_lines(self, agency: str, start: datetime.date, end: datetime.date) -> list[StatementLine]:
+        """The agency's lines paid, or last changed (statement_on), on a day of [start, end] (gateway/statements.py),
+        through the indexes payments_by_agency_paid and payments_by_agency_statement (v0008)."""
+        first, last = start.isoformat(), end.isoformat()
+        rows = self._read(self._sql(
+            f"SELECT {_STATEMENT_COLUMNS} FROM payments WHERE agency = ? AND statement_on BETWEEN ? AND ? "
+            f"UNION SELECT {_STATEMENT_COLUMNS} FROM payments WHERE agency = ? AND paid_on IS NOT NULL AND "
+            "paid_on BETWEEN ? AND ?"), (agency, first, last, agency, first, last))
+        return [StatementLine(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), LineState(r[9]), r[10],
+                              r[11], r[12], r[13], _date(r[14]), _date(r[15]), datetime.date.fromisoformat(r[16]))
+                for r in rows]
+
+    def paid_before(self, agency: str, start: datetime.date) -> int:
+        """Whole NT$ the agency had paid before ``start``, net of returns after payment before it: a
+        statement's opening total (gateway/statements.py ``opening_total`` is the definition)."""
+        first = start.isoformat()
+        paid, returned = self._read(self._sql(
+            "SELECT (SELECT COALESCE(SUM(amount), 0) FROM payments WHERE agency = ? AND paid_on IS NOT NULL AND "
+            "paid_on < ?), (SELECT COALESCE(SUM(amount), 0) FROM payments WHERE agency = ? AND "
+            "statement_on < ? AND state = 'returned' AND paid_on IS NOT NULL)"), (agency, first, agency, first))[0]
+        return int(paid) - int(returned)
 
     def line_states(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[LineStatus]]:
         """Where each line of each revision in ``keys`` stands, by line number: what settling needs, read

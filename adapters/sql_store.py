@@ -110,6 +110,8 @@ class SqlStore(BudgetSql, BankSql, abc.ABC):
                 for step in migrations.pending(current):
                     for statement in step.statements(self.dialect):
                         conn.execute(statement)
+                    if step.backfill is not None:
+                        step.backfill(conn, self._sql)
                     conn.execute(self._sql("INSERT INTO schema_version (version, description) VALUES (?, ?)"),
                                  (step.version, step.description))
         except self.driver_error as exc:

@@ -10,6 +10,7 @@ a newer schema could break invariants it does not know about.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import (
@@ -20,6 +21,7 @@ from . import (
     v0005_event_cursor,
     v0006_bank_exchange,
     v0007_bank_resend,
+    v0008_statements,
 )
 
 
@@ -29,15 +31,18 @@ class Migration:
     description: str
     sqlite: tuple[str, ...]
     postgresql: tuple[str, ...]
+    backfill: Callable | None = None
+    """``backfill(conn, sql)``: a data step the SQL cannot do (e.g. reading stored vouchers), run after the
+    statements in the same transaction; ``sql`` turns ``?`` into the driver's parameter marker."""
 
     def statements(self, dialect: str) -> tuple[str, ...]:
         return {"sqlite": self.sqlite, "postgresql": self.postgresql}[dialect]
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
-    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL))
+    Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL), getattr(m, "backfill", None))
     for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange,
-              v0007_bank_resend)
+              v0007_bank_resend, v0008_statements)
 )
 LATEST = MIGRATIONS[-1].version
 
