@@ -7,7 +7,8 @@ to the previous signed document (``POST /v1/vouchers/{id}/actions``); some are s
 corrected as the next revision; after release the agency follows the voucher (``GET /v1/vouchers/{id}``)
 through the treasury check and the bank until it is paid or returned (退匯), and corrects and re-remits the
 returned lines. When a story ends, what the agency believes it sent (every line's EndToEndId and amount) is
-reconciled against what the gateway reports it paid.
+reconciled against what the gateway reports it paid; when the run ends, each agency downloads its statement
+(對帳單, ``GET /v1/statements``, CSV) and ticks off every payment it was told of.
 
 Concurrency is a pool of threads, each taking the next due step of any story (a story's next step is due at
 once; a follow-up poll after ``poll_seconds``); steps of stories started earlier go first, so vouchers finish
@@ -75,7 +76,7 @@ class Story:
     paid_lines: int = 0
     returned_lines: int = 0
     amount_paid: int = 0
-    expected: dict = field(default_factory=dict)  # EndToEndId -> amount the agency sent for payment
+    paid: dict = field(default_factory=dict)  # EndToEndId -> amount, of the lines the gateway reported paid
     started: float = 0.0
     ended: float = 0.0
 
@@ -95,6 +96,8 @@ class AgencyReport:
     revisions: int = 0
     reconciled: int = 0
     mismatches: list = field(default_factory=list)
+    statements: int = 0  # agencies' statements (CSV) downloaded at the end and checked against their books
+    statement_mismatches: list = field(default_factory=list)
     latencies: dict = field(default_factory=lambda: collections.defaultdict(list))
     errors: collections.Counter = field(default_factory=collections.Counter)
     throttled: collections.Counter = field(default_factory=collections.Counter)  # 429s, waited out and retried
@@ -109,7 +112,7 @@ class AgencyReport:
     def ok(self) -> bool:
         """Every voucher ended paid or returned, nothing unexpected, and the agency's books match the gateway's."""
         return (self.started > 0 and set(self.outcomes) <= {"paid", "returned"} and not self.mismatches
-                and not self.unexpected)
+                and not self.unexpected and not self.statement_mismatches)
 
     def as_dict(self) -> dict:
         api = {}
@@ -125,6 +128,7 @@ class AgencyReport:
             "send_backs": self.send_backs, "deputy_reviews": self.deputy_reviews,
             "re_remittances": self.re_remittances, "revisions": self.revisions,
             "reconciled_vouchers": self.reconciled, "reconciliation_mismatches": self.mismatches[:10],
+            "statements": self.statements, "statement_mismatches": self.statement_mismatches[:10],
             "unexpected": self.unexpected[:10],
             "wall_s": round(self.wall_seconds, 2),
             "vouchers_per_s": round(self.finished / self.wall_seconds, 2) if self.wall_seconds else 0.0,
@@ -313,6 +317,7 @@ class AgencySimulator:
         returned = [p for p in mine if p.get("state") == "returned"]
         story.paid_lines += len(paid)
         story.amount_paid += sum(p["amount"] for p in paid)
+        story.paid.update((p["end_to_end_id"], p["amount"]) for p in paid)
         if state == "paid":
             return self._end(story, "paid")
         story.returned_lines += len(returned)
@@ -337,6 +342,42 @@ class AgencySimulator:
                                                "unknown": sorted(set(theirs) - set(mine))[:5],
                                                "amounts_differ": sorted(k for k in set(mine) & set(theirs)
                                                                         if mine[k] != theirs[k])[:5]})
+
+    def _check_statements(self, stories: list[Story]) -> None:
+        """Each agency downloads its statement (CSV) of the run's days and ticks off every line it was told was
+        paid: the same EndToEndIds with the same amounts, and no payment of this run it does not know of."""
+        import csv
+        import io
+
+        believed: dict[str, dict[str, int]] = collections.defaultdict(dict)
+        ours: dict[str, set[str]] = collections.defaultdict(set)
+        for story in stories:
+            believed[story.plan.agency].update(story.paid)
+            ours[story.plan.agency].add(story.voucher.voucher_id)
+        first = self.today - datetime.timedelta(days=1)  # the bank books in its own (UTC) day
+        last = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date() + datetime.timedelta(days=1)
+        for agency in sorted(ours):
+            status, answer, body = self._call("statement", agency, "GET",
+                                              f"/v1/statements?from={first}&to={last}&format=csv")
+            if status != 200:
+                self.report.statement_mismatches.append({"agency": agency, "status": status,
+                                                         "code": answer.get("code")})
+                continue
+            self._keep(f"statement-{agency}-{first}-{last}.csv", body)
+            rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+            column = {name.split(" ")[-1].strip("()"): i for i, name in enumerate(rows[0])}
+            shown: dict[str, int] = {}
+            for row in rows[1:]:
+                if len(row) == len(rows[0]) and row[column["entry"]] == "payment" \
+                        and row[column["voucher_id"]] in ours[agency]:
+                    shown[row[column["end_to_end_id"]]] = int(row[column["amount"]])
+            self.report.statements += 1
+            if shown != believed[agency]:
+                self.report.statement_mismatches.append({
+                    "agency": agency, "missing": sorted(set(believed[agency]) - set(shown))[:5],
+                    "unknown": sorted(set(shown) - set(believed[agency]))[:5],
+                    "amounts_differ": sorted(k for k in set(shown) & set(believed[agency])
+                                             if shown[k] != believed[agency][k])[:5]})
 
     def _keep(self, name: str, data: bytes) -> None:
         if self.evidence is not None:
@@ -448,6 +489,7 @@ class AgencySimulator:
             self._idle.clear()
         report = self.report
         report.wall_seconds = time.monotonic() - started
+        self._check_statements(stories)
         for story in stories:
             outcome = story.outcome or "unfinished"
             report.outcomes[outcome] += 1
@@ -483,7 +525,8 @@ def format_report(d: dict) -> str:
             f"  people:      {d['send_backs']} sent back (退件) and corrected, {d['deputy_reviews']} reviewed by a "
             f"deputy, {d['re_remittances']} re-remittances after 退匯, {d['revisions']} revisions in all",
             f"  reconciled:  {d['reconciled_vouchers']} revisions against the gateway's payments, "
-            f"{len(d['reconciliation_mismatches'])} mismatches",
+            f"{len(d['reconciliation_mismatches'])} mismatches; {d['statements']} statements (對帳單) against the "
+            f"agencies' books, {len(d['statement_mismatches'])} mismatches",
             "",
             f"  {'API call':<10} {'count':>7} {'errors':>7} {'429s':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
     for call, a in d["api"].items():

@@ -16,7 +16,7 @@
 
 It exits 0 only if every voucher of the day reached a final state and all of 1–4 hold. ``--json`` prints the
 summary as JSON; ``--out DIR`` keeps the evidence (bank messages sent and received, signed vouchers, actions
-and receipts, the audit log, the summaries).
+and receipts, each agency's statement (對帳單, CSV) as it downloaded it, the audit log, the summaries).
 """
 
 from __future__ import annotations

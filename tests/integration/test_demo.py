@@ -48,6 +48,7 @@ def assert_a_good_day(report: dict) -> None:
     assert set(day["outcomes"]) <= {"paid", "returned"} and sum(day["outcomes"].values()) == 40
     assert day["kinds"].get("payroll", 0) >= 1  # a day always has a payroll of 100-800 lines
     assert day["reconciliation_mismatches"] == [] and day["reconciled_vouchers"] >= 40
+    assert day["statements"] == 2 and day["statement_mismatches"] == []  # each agency's 對帳單 ticks off
     assert day["send_backs"] >= 1 and day["api"]["approve"]["count"] >= 40 * 4
     assert report["open_vouchers"] == {}
     bank = report["bank"]
@@ -76,6 +77,8 @@ def test_the_demo_on_the_embedded_default_with_bank_faults(tmp_path):
     audit = [json.loads(line) for line in (out / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(audit) == report["audit"]["checked"] and [e["seq"] for e in audit] == sorted(e["seq"] for e in audit)
     assert list((out / "vouchers").glob("*.receipt.xml")) and list((out / "vouchers").glob("*-releaser.xml"))
+    statements = list((out / "vouchers").glob("statement-*.csv"))
+    assert len(statements) == 2 and all(p.read_bytes().startswith("\ufeff".encode()) for p in statements)
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["ok"] is True
 
 

@@ -45,6 +45,7 @@ def test_agencies_over_their_rate_limit_wait_as_told_and_finish_the_day(tmp_path
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["ok"] and report["vouchers"] == report["finished"] == 10
+    assert report["statements"] == 2 and report["statement_mismatches"] == []
     assert set(report["outcomes"]) <= {"paid", "returned"} and report["unexpected"] == []
     assert sum(call["throttled"] for call in report["api"].values()) > 0  # the limit was met, and waited out
     assert all(call["errors"] == 0 for call in report["api"].values())
