@@ -27,7 +27,6 @@ import contextlib
 import datetime
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from .agency import AgencySimulator, format_report
 from .agency_plans import Mix, allotments
 from .demo_report import DemoReport
 from .pki.layout import init_pki
-from .served_gateway import ServedGateway
+from .served_gateway import ServedGateway, stop_gracefully
 
 BANK_TIMING = {"VGW_BANK_BATCH_SECONDS": "1", "VGW_BANK_RELAY_SECONDS": "0.5", "VGW_BANK_SWEEP_SECONDS": "2"}
 """The demo's bank exchange works in seconds, not the minutes a production day can afford."""
@@ -108,13 +107,7 @@ class BankProcess:
             time.sleep(0.05)  # polling the log for the ready line, with a deadline
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_gracefully(self.process)  # SIGTERM: it prints its tally as it stops
 
 
 def last_json_line(log: Path) -> dict:
@@ -142,7 +135,7 @@ def ledger_tally(ledger: Path) -> dict:
             "booked_amount": amount}
 
 
-def _audit(verb: str, store: str) -> dict:
+def audit_json(verb: str, store: str) -> dict:
     done = subprocess.run(_vgw("audit", verb, "--store", store, "--json"), capture_output=True, text=True,
                           timeout=600)
     try:
@@ -176,7 +169,7 @@ def run_demo(work: Path, *, agencies: int = 3, vouchers: int = 240, out: Path | 
         from .demo_signatures import check_signatures
 
         check_signatures(pki_dir, manifest, report, evidence / "part1", genuine_agencies=day_agencies, forger=forger)
-        store_url = store or _fresh_sqlite(work / "gateway.sqlite3")
+        store_url = store or fresh_sqlite(work / "gateway.sqlite3")
         today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
         if not _load_budget(work, store_url, day_agencies, today, report):
             return _done(report, started)
@@ -215,8 +208,8 @@ def run_demo(work: Path, *, agencies: int = 3, vouchers: int = 240, out: Path | 
     report.bank = {**tally.get("bank", {}), **ledger_tally(ledger),
                    "paid_lines": report.day.get("payments", {}).get("paid")}
     report.open_vouchers = open_vouchers(store_url)
-    report.reconcile = _audit("reconcile", store_url)
-    report.audit = _audit("verify", store_url)
+    report.reconcile = audit_json("reconcile", store_url)
+    report.audit = audit_json("verify", store_url)
     if out is not None:
         from .demo_evidence import export_store
 
@@ -251,7 +244,7 @@ def _done(report: DemoReport, started: float) -> DemoReport:
     return report
 
 
-def _fresh_sqlite(path: Path) -> str:
+def fresh_sqlite(path: Path) -> str:
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         leftover.unlink(missing_ok=True)  # a kept --dir: a fresh store each run
     return f"sqlite:///{path}"

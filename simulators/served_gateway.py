@@ -78,12 +78,17 @@ class ServedGateway:
             return None
 
     def stop(self) -> int | None:
-        """Stop it gracefully (SIGTERM), killing it after 30 s; its exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_gracefully(self.process)
+
+
+def stop_gracefully(process: subprocess.Popen, timeout: float = 30.0) -> int | None:
+    """Stop a simulator's or gateway's process as an operator would (SIGTERM: it finishes what is in flight),
+    killing it after ``timeout`` seconds; its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

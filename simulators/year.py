@@ -27,8 +27,8 @@ from pathlib import Path
 
 from .agency import AgencySimulator
 from .agency_plans import Mix, allotments
-from .demo import BANK_TIMING, BankProcess, _audit, _fresh_sqlite, last_json_line, ledger_tally, load_allotments
-from .demo import open_vouchers, work_folder
+from .demo import BANK_TIMING, BankProcess, audit_json, fresh_sqlite, last_json_line, ledger_tally
+from .demo import load_allotments, open_vouchers, work_folder
 from .pki.layout import init_pki
 from .served_gateway import ServedGateway
 
@@ -52,7 +52,7 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
         manifest = json.loads((pki / "manifest.json").read_text(encoding="utf-8"))
     codes = sorted(manifest["agencies"])[:agencies]
     today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
-    store_url = store or _fresh_sqlite(work / "year.sqlite3")
+    store_url = store or fresh_sqlite(work / "year.sqlite3")
     problem = load_allotments(work, store_url, allotments(codes, today))
     if problem:
         raise RuntimeError(problem)
@@ -87,7 +87,7 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     agency_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     tally = {**last_json_line(work / ("bank.log" if amqp else "gateway.log")).get("bank", {}), **ledger_tally(ledger)}
-    reconcile = _audit("reconcile", store_url)
+    reconcile = audit_json("reconcile", store_url)
     still_open = open_vouchers(store_url)
     payments = day["payments"].get("paid", 0) + day["payments"].get("returned", 0)
     projected = wall / scale if scale else None
