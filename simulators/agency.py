@@ -101,6 +101,7 @@ class AgencyReport:
     latencies: dict = field(default_factory=lambda: collections.defaultdict(list))
     errors: collections.Counter = field(default_factory=collections.Counter)
     throttled: collections.Counter = field(default_factory=collections.Counter)  # 429s, waited out and retried
+    failovers: int = 0  # requests sent again to another gateway after theirs gave no answer
     stories: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
 
@@ -129,7 +130,7 @@ class AgencyReport:
             "re_remittances": self.re_remittances, "revisions": self.revisions,
             "reconciled_vouchers": self.reconciled, "reconciliation_mismatches": self.mismatches[:10],
             "statements": self.statements, "statement_mismatches": self.statement_mismatches[:10],
-            "unexpected": self.unexpected[:10],
+            "unexpected": self.unexpected[:10], "failovers": self.failovers,
             "wall_s": round(self.wall_seconds, 2),
             "vouchers_per_s": round(self.finished / self.wall_seconds, 2) if self.wall_seconds else 0.0,
             "api": api,
@@ -143,11 +144,17 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 class AgencySimulator:
-    """The agencies of a ``vgw pki init`` folder talking to the gateway at ``host:port``."""
+    """The agencies of a ``vgw pki init`` folder talking to the gateway at ``host:port``.
+
+    ``more_gateways``: further ``(host, port)`` of gateways on the same store (scale-out). The agencies are
+    split across all of them in turn; an agency whose gateway gives no answer (a dead process) sends the same
+    bytes to the next one and stays there: a repeated voucher or action gets its original receipt, so a
+    request that was committed before its answer was lost is not done twice."""
 
     def __init__(self, pki_dir: Path, host: str, port: int, *, agencies: list[str] | None = None, seed: int = 0,
                  run_tag: str | None = None, mix: Mix = Mix(), concurrency: int = 4, rate: float = 0.0,
-                 poll_seconds: float = 1.0, today: datetime.date | None = None, evidence: Path | None = None) -> None:
+                 poll_seconds: float = 1.0, today: datetime.date | None = None, evidence: Path | None = None,
+                 more_gateways: tuple[tuple[str, int], ...] = ()) -> None:
         manifest = json.loads((pki_dir / "manifest.json").read_text(encoding="utf-8"))
         known = sorted(manifest["agencies"])
         chosen = agencies or known
@@ -156,6 +163,8 @@ class AgencySimulator:
             raise ValueError(f"agencies not in {pki_dir}: {', '.join(unknown)}")
         self.pki_dir, self.host, self.port = pki_dir, host, port
         self.agencies = chosen
+        self.gateways = [(host, port), *more_gateways]
+        self._home = {code: i % len(self.gateways) for i, code in enumerate(chosen)}  # index into gateways
         self._people_files = {code: manifest["agencies"][code]["people"] for code in chosen}
         self._people: dict[tuple[str, str], tuple] = {}
         tag = run_tag or hashlib.sha256(f"{seed}:{time.time_ns()}".encode()).hexdigest()[:5].upper()
@@ -176,13 +185,19 @@ class AgencySimulator:
         the threads per agency, so a handshake is paid about once per agency and thread, not per request."""
         with self._lock:
             idle = self._idle.setdefault(agency, [])
-            if idle:
-                return idle.pop()
+            home = self.gateways[self._home[agency]]
+            while idle:
+                conn = idle.pop()
+                if (conn.host, conn.port) == home:
+                    return conn
+                conn.close()  # to a gateway the agency has failed over from
         return self._new_connection(agency)
 
     def _new_connection(self, agency: str) -> Connection:
         tls = self.pki_dir / "agencies" / agency / "tls"
-        return Connection(port=self.port, host=self.host, cafile=str(self.pki_dir / "root/cert.pem"),
+        with self._lock:
+            host, port = self.gateways[self._home[agency]]
+        return Connection(port=port, host=host, cafile=str(self.pki_dir / "root/cert.pem"),
                           cert=str(tls / "cert.pem"), key=str(tls / "key.pem"), timeout=60,
                           context=self._contexts.get(agency))
 
@@ -190,13 +205,18 @@ class AgencySimulator:
               ) -> tuple[int, dict, bytes]:
         """(HTTP status, the answer as JSON (a problem document, a status) or {}, the answer's bytes)."""
         started = time.perf_counter()
-        for attempt in range(2):
+        gone = self.gateways[0]  # the gateway that last gave no answer
+        for attempt in range(1 + len(self.gateways)):
             # a kept-alive connection the gateway closed while idle fails before any answer: send the same
-            # bytes again on a new one (a repeated voucher or action gets its original receipt, so it is safe)
+            # bytes again on a new one (a repeated voucher or action gets its original receipt, so it is safe);
+            # when a new one fails too, the gateway is gone: the same bytes go to the next gateway
+            if attempt >= 2:
+                self._fail_over(agency, gone)
             conn = self._connection(agency) if attempt == 0 else self._new_connection(agency)
             status, answer = conn.request(method, path, body, {"Content-Type": "application/xml"} if body else {})
             if status != 0:
                 break
+            gone = (conn.host, conn.port)
         seconds = time.perf_counter() - started
         with self._lock:
             self._contexts.setdefault(agency, conn.context)
@@ -222,6 +242,13 @@ class AgencySimulator:
                 wait = 1.0
             raise Later(min(max(wait, 0.1), 60.0))
         return status, document if isinstance(document, dict) else {}, answer
+
+    def _fail_over(self, agency: str, failed: tuple[str, int]) -> None:
+        """Move ``agency`` on from the gateway ``failed``, unless another thread already did."""
+        with self._lock:
+            if self.gateways[self._home[agency]] == failed:
+                self._home[agency] = (self._home[agency] + 1) % len(self.gateways)
+                self.report.failovers += 1
 
     def _person(self, agency: str, role: str) -> tuple:
         """(key, certificate) of ``agency``'s ``role`` holder, loaded the first time they sign."""
@@ -559,9 +586,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from .agency_plans import allotments_csv
 
-    url = urlsplit(args.gateway)
-    if url.scheme != "https" or not url.hostname or not url.port:
-        raise CliError(f"--gateway must be https://HOST:PORT, got {args.gateway!r}")
+    urls = [urlsplit(gateway) for gateway in args.gateway]
+    for url, given in zip(urls, args.gateway):
+        if url.scheme != "https" or not url.hostname or not url.port:
+            raise CliError(f"--gateway must be https://HOST:PORT, got {given!r}")
+    url = urls[0]
     if args.vouchers is None and args.duration is None and not args.write_allotments:
         raise CliError("give --vouchers N or --duration SECONDS")
     if args.concurrency < 1 or args.rate < 0:
@@ -572,7 +601,8 @@ def _run(args: argparse.Namespace) -> int:
         sim = AgencySimulator(Path(args.pki), url.hostname, url.port, agencies=args.agency or None, seed=args.seed,
                               run_tag=args.run_tag, mix=mix, concurrency=args.concurrency, rate=args.rate,
                               poll_seconds=args.poll_seconds,
-                              evidence=Path(args.evidence) if args.evidence else None)
+                              evidence=Path(args.evidence) if args.evidence else None,
+                              more_gateways=tuple((u.hostname, u.port) for u in urls[1:]))
     except (OSError, ValueError, KeyError) as exc:
         raise CliError(f"cannot start the agency simulator: {exc}") from None
     if args.write_allotments:
@@ -591,7 +621,9 @@ def register(registry) -> None:
     p = registry.command("sim", "agency", handler=_run,
                          help="simulated agencies: prepare, sign, submit, approve stage by stage, follow to paid "
                               "or returned, re-remit; a table (or --json) at the end")
-    p.add_argument("--gateway", required=True, metavar="https://HOST:PORT")
+    p.add_argument("--gateway", required=True, action="append", metavar="https://HOST:PORT",
+                   help="the gateway; repeat it for gateways on one store: agencies are split across them and "
+                        "fail over to the next when theirs gives no answer")
     p.add_argument("--pki", required=True, metavar="DIR", help="a `vgw pki init` folder (agencies' TLS certs, people)")
     p.add_argument("--agency", action="append", metavar="CODE", help="only this agency (repeatable; default: all)")
     p.add_argument("--vouchers", type=int, help="start this many vouchers")
