@@ -170,13 +170,14 @@ class GatewayHttpApi:
     app = Klein()
 
     def __init__(self, service, settings: ApiSettings | None = None, *, metrics: HttpMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic, actions=None, statements=None) -> None:
+                 clock: Callable[[], float] = time.monotonic, actions=None, statements=None, console=None) -> None:
         """``settings`` None reads them from the ``VGW_*`` environment (``ApiSettings.from_environ``);
         ``actions`` is the :class:`~adapters.action_service.ActionService` (approval routes answer 404 without);
         ``statements`` the :class:`~adapters.statement_service.StatementService` (likewise)."""
         self.service = service
         self.actions = actions
         self.statements = statements
+        self.console = console  # adapters/console/routes.py Console: the web console under /console
         self.settings = settings if settings is not None else ApiSettings.from_environ()
         self.metrics = metrics if metrics is not None else HttpMetrics()
         self.clock = clock
@@ -301,6 +302,16 @@ class GatewayHttpApi:
         except Refusal as refusal:
             return self._send(request, Answer.problem(refusal, instance))
         return self._run(request, self.statements.statement, query, cert)
+
+    @app.route("/console/")
+    @app.route("/console", branch=True)
+    def console_pages(self, request):
+        """The web console (adapters/console/), rate-limited like the API; 404 where it is not served."""
+        _, limited = self._caller(request)
+        if limited or self.console is None:
+            return self._send(request, limited or Answer.problem(Refusal("not-found", "no console is served here"),
+                                                                 request.uri.decode("ascii", "replace")))
+        return self.console.resource()
 
     @app.route("/metrics", methods=["GET"])
     def metrics_exposition(self, request):

@@ -122,8 +122,9 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     treasury = TreasuryService(store)
     actions = ActionService(intake=service, store=store, after_commit=check_after_release(treasury))
     statements = StatementService(intake=service, store=store)
+    from .console.wiring import build_console
     api = GatewayHttpApi(service, api_settings, actions=actions, metrics=seat.metrics if seat else None,
-                         statements=statements)
+                         statements=statements, console=build_console(s, intake=service, store=store))
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])

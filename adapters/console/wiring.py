@@ -1,0 +1,24 @@
+"""Build the console from ``vgw serve``'s settings (called by adapters/serve_command.py): the CSRF key from
+the gateway's TLS key, and the dead-letter queue of the bank exchange when it runs over RabbitMQ
+(``bank.amqp``, with the same ``bank.topology_prefix`` as the bank worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .identity import CsrfTokens
+from .routes import Console
+
+
+def build_console(s: dict, *, intake, store) -> Console:
+    dead_letters = None
+    if s.get("bank.amqp"):
+        import pika
+
+        from ..bank_transport import BankTopology
+        from .dead_letters import DeadLetters
+
+        dead_letters = DeadLetters(pika.URLParameters(s["bank.amqp"]),
+                                   BankTopology().prefixed(s.get("bank.topology_prefix") or ""))
+    return Console(intake=intake, store=store, csrf=CsrfTokens.from_private_key_pem(Path(s["tls.key"]).read_bytes()),
+                   dead_letters=dead_letters)
