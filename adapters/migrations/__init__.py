@@ -23,6 +23,7 @@ from . import (
     v0007_bank_resend,
     v0008_statements,
     v0009_deposit_notices,
+    v0010_console_indexes,
 )
 
 
@@ -43,7 +44,8 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = tuple(
     Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL), getattr(m, "backfill", None))
     for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange,
-              v0007_bank_resend, v0008_statements, v0009_deposit_notices)
+              v0007_bank_resend, v0008_statements, v0009_deposit_notices,
+              v0010_console_indexes)
 )
 LATEST = MIGRATIONS[-1].version
 
