@@ -103,6 +103,7 @@ class BankSql:
                       b.payment.payee_name, b.payment.bank_code, b.payment.branch_code, b.payment.account_number,
                       statement_on)
                      for b in write.payments])
+                self._insert_notices(conn, write.payments, stamp)  # adapters/notice_sql.py (v0009)
                 for event in write.events:
                     append(event)
         except self.driver_error as exc:
@@ -153,6 +154,7 @@ class BankSql:
              for c in write.lines])
         if cursor.rowcount != len(write.lines):
             raise LineChanged(f"{len(write.lines) - cursor.rowcount} of the report's lines moved meanwhile")
+        self._book_notices(conn, write.lines, stamp)  # deposit notices armed or cancelled (notice_sql.py)
         totals: dict[tuple, int] = defaultdict(int)
         moving = [c for c in write.lines if c.money]
         keys = self._budget_keys(conn, [c.end_to_end_id for c in moving])

@@ -38,6 +38,7 @@ from gateway.store import (
 )
 
 from . import migrations
+from .notice_sql import NoticeSql
 from .sql_bank import BankSql
 from .sql_budget import BudgetSql
 
@@ -63,7 +64,7 @@ def _marks(columns: str) -> str:
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
-class SqlStore(BudgetSql, BankSql, abc.ABC):
+class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
     """Base of the SQLite and PostgreSQL stores (:class:`gateway.store.VoucherStore`)."""
 
     dialect = ""

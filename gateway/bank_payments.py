@@ -18,6 +18,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from .voucher_model import Notice
 from .voucher_model import voucher_id as _voucher_id
 
 MAX_ISO_ID = 35
@@ -80,6 +81,7 @@ class Payment:
     method: str  # PaymentMethodKind value: CreditTransfer | EntrustedTransfer | TreasuryCheque
     execution_date: datetime.date  # requested execution date (the voucher's due date, never before today)
     remittance: str  # unstructured remittance text: purpose, at most 140 characters
+    notice: Notice | None = None  # where the payee's deposit notice goes (not sent to the bank)
 
     def __post_init__(self) -> None:
         if not isinstance(self.amount, int) or isinstance(self.amount, bool) or self.amount <= 0:

@@ -57,7 +57,7 @@ def voucher_payments(record: IntakeRecord, voucher: Voucher, execution_date: dat
                                   voucher.revision, line.number),
                     record.voucher_id, record.revision, line.number, record.agency, line.amount, line.payee_name,
                     line.payee_id, line.bank_code, line.branch_code, line.account_number,
-                    voucher.payment_method.kind.value, execution_date, text)
+                    voucher.payment_method.kind.value, execution_date, text, line.notice)
             for line in voucher.lines]
 
 
