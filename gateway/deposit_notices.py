@@ -172,7 +172,7 @@ def compose(notice: DepositNotice, *, bank_name: str | None = None, agency_name:
     """The notice in Traditional Chinese: a subject, a plain-text body and an HTML body saying the same."""
     fields = notice_fields(notice, bank_name=bank_name, agency_name=agency_name)
     subject = f"臺北市政府入戶通知：{format_ntd(notice.amount)}已存入您的帳戶"
-    opening = f"{notice.payee_name} 您好：\n\n臺北市政府已將下列款項撥入您的帳戶，請查收。\n"
+    opening = f"臺北市政府入戶通知\n\n{notice.payee_name} 您好：\n\n臺北市政府已將下列款項撥入您的帳戶，請查收。\n"
     closing = ("\n本通知由系統自動發送，請勿直接回覆。如有疑問，請洽付款機關。\n"
                f"{SENDER} 市庫集中支付系統")
     width = max(len(label) for label, _ in fields)
@@ -182,6 +182,7 @@ def compose(notice: DepositNotice, *, bank_name: str | None = None, agency_name:
                    for label, value in fields)
     body = ("<!DOCTYPE html><html lang=\"zh-Hant-TW\"><head><meta charset=\"utf-8\">"
             f"<title>{e(subject)}</title></head><body>"
+            "<h1>臺北市政府入戶通知</h1>"
             f"<p>{e(notice.payee_name)} 您好：</p><p>臺北市政府已將下列款項撥入您的帳戶，請查收。</p>"
             f"<table>{rows}</table>"
             "<p>本通知由系統自動發送，請勿直接回覆。如有疑問，請洽付款機關。</p>"

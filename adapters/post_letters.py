@@ -1,0 +1,123 @@
+"""Deposit notices on paper: print-ready PDF letters (A4, one page per payee), rendered with reportlab.
+
+Each page is laid out for a window envelope (DL/C5 window, 90 × 45 mm, 20 mm from the left and 45 mm from
+the top edge; the ISO 269 window the city's post room uses), so the sheet folds in three and the address
+shows through: post code, address, and the payee's name with 君啟. Below the fold the notice states what
+gateway/deposit_notices.py ``compose`` says. The same page is what a fax spool receives (one page).
+
+:func:`write_letters` is the daily batch (also ``vgw notices letters``): it claims the day's pending postal
+notices, notes each one's message id (``FILE#pPAGE``) before the file is written, writes the file
+atomically, then records them sent. A batch interrupted after its file was written is recognised when the
+lease runs out: a claimed notice whose noted file exists is recorded sent, never printed twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import os
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.deposit_notices import (NOTICE_ACTOR, SENDER, AttemptResult, Channel, DepositNotice, NoticeText,
+                                     Result, RetryPolicy, after_attempt, compose, outcome_detail)
+from gateway.store import AuditEvent
+
+_MM = 72 / 25.4
+A4 = (210 * _MM, 297 * _MM)
+WINDOW = (20 * _MM, 45 * _MM, 90 * _MM, 45 * _MM)  # left, top, width, height of the envelope window
+RETURN_ADDRESS = f"{SENDER} 110204 臺北市信義區市府路1號"
+
+
+def render_letters(pages: Sequence[tuple[DepositNotice, NoticeText]], *, font: str) -> bytes:
+    """One A4 page per notice, in order; ``font`` a registered reportlab font with CJK glyphs
+    (adapters/cjk_font.py ``cjk_font_name``)."""
+    from reportlab.pdfgen.canvas import Canvas
+
+    out = io.BytesIO()
+    pdf = Canvas(out, pagesize=A4, pageCompression=1, invariant=1)
+    pdf.setTitle("臺北市政府入戶通知")
+    pdf.setAuthor(SENDER)
+    width, height = A4
+    for notice, text in pages:
+        left, top, _w, _h = WINDOW
+        pdf.setFont(font, 7)
+        pdf.drawString(left, height - top + 4 * _MM, RETURN_ADDRESS)
+        y = height - top - 8 * _MM
+        pdf.setFont(font, 12)
+        for line in (notice.target.post_code or "", notice.target.address, f"{notice.payee_name} 君啟"):
+            if line:
+                pdf.drawString(left + 4 * _MM, y, line)
+                y -= 7 * _MM
+        y = height - 110 * _MM  # below the first fold
+        pdf.setFont(font, 16)
+        pdf.drawString(25 * _MM, y, "臺北市政府 入戶通知")
+        y -= 12 * _MM
+        pdf.setFont(font, 11)
+        pdf.drawString(25 * _MM, y, f"{notice.payee_name} 您好：臺北市政府已將下列款項撥入您的帳戶，請查收。")
+        y -= 10 * _MM
+        for label, value in text.lines:
+            pdf.drawString(25 * _MM, y, f"{label}：")
+            pdf.drawString(55 * _MM, y, value)
+            y -= 8 * _MM
+        y -= 6 * _MM
+        pdf.setFont(font, 9)
+        pdf.drawString(25 * _MM, y, "本通知由市庫集中支付系統產生。如有疑問，請洽付款機關。")
+        pdf.drawString(25 * _MM, y - 5 * _MM, f"{SENDER}　通知編號 {notice.end_to_end_id}")
+        pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` all at once: a temporary file in the same folder, flushed to disk, renamed over
+    it. A reader (the print room, a fax server watching the folder) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def batch_name(day: datetime.date, notices: Sequence[DepositNotice]) -> str:
+    """``letters-YYYY-MM-DD-HASH.pdf``: the same letters give the same name, other letters another."""
+    digest = hashlib.sha256("\n".join(sorted(n.end_to_end_id for n in notices)).encode()).hexdigest()[:12]
+    return f"letters-{day.isoformat()}-{digest}.pdf"
+
+
+def write_letters(store, day: datetime.date, out_dir: Path, *, now: datetime.datetime, font: str,
+                  bank_name: Callable[[str], str | None] = lambda code: None,
+                  policy: RetryPolicy = RetryPolicy(), limit: int = 5000) -> tuple[Path | None, int]:
+    """The letters of the postal notices of lines paid on or before ``day`` still pending: (the file
+    written or None, how many notices it holds, recovered ones included)."""
+    claimed = store.claim_notices(now, lease=policy.lease, limit=limit, channels=(Channel.POST,), paid_until=day)
+    recovered = [n for n in claimed if n.message_id and (out_dir / n.message_id.split("#")[0]).is_file()]
+    fresh = [n for n in claimed if n not in recovered]
+    path = None
+    if fresh:
+        name = batch_name(day, fresh)
+        path = out_dir / name
+        store.note_message_ids([(n, f"{name}#p{i}") for i, n in enumerate(fresh, 1)])
+        texts = [(n, compose(n, bank_name=bank_name(n.bank_code))) for n in fresh]
+        write_atomically(path, render_letters(texts, font=font))
+    for index, notice in enumerate(fresh, 1):
+        _record(store, notice, f"{path.name}#p{index}", now, policy)
+    for notice in recovered:
+        _record(store, notice, notice.message_id, now, policy)
+    return path, len(claimed)
+
+
+def _record(store, notice: DepositNotice, message_id: str, now: datetime.datetime, policy: RetryPolicy) -> None:
+    outcome = after_attempt(notice.attempts, AttemptResult(Result.DELIVERED, "printed"), policy, at=now,
+                            jitter=random.random())
+    store.record_notice_outcome(notice, outcome, message_id=message_id, event=AuditEvent(
+        now, NOTICE_ACTOR, "notice.sent", notice.subject, None, outcome_detail(notice, outcome, message_id=message_id)))

@@ -1,0 +1,360 @@
+"""Deposit notices (入戶通知) end to end on both stores: lines batched and booked by the simulated bank, notices
+claimed by the worker and delivered to a real SMTP server on loopback (aiosmtpd, STARTTLS), a fax spool
+folder, and a PDF of letters read back with pypdf."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from adapters.bank_exchange import BankBatcher, ReportIntake
+from adapters.cjk_font import cjk_font_name
+from adapters.fax_channels import FaxByEmail, FaxSpool
+from adapters.notice_worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
+from adapters.post_letters import write_letters
+from adapters.smtp_sender import SmtpSender, SmtpSettings
+from gateway.bank_payments import LineState
+from gateway.bank_settlement import SigningIdentity
+from gateway.deposit_notices import Channel, NoticeState, RetryPolicy
+from gateway.pain001 import TAIPEI_TREASURY
+from gateway.voucher_model import Notice, NoticeChannel
+from prometheus_client import CollectorRegistry
+from simulators.bank import SimulatedBank
+from simulators.bank_day import day_of_vouchers, place_accepted
+from simulators.pki.layout import load_cert, load_key
+
+from .smtp_server import smtp_server
+from .test_store_contract import backend, pg_database, store  # noqa: F401
+from .twisted_reactor import call, reactor_thread  # noqa: F401
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+A, B = "379000001A", "379000002A"
+POLICY = RetryPolicy(first=datetime.timedelta(seconds=30), cap=datetime.timedelta(minutes=10), max_attempts=3)
+
+
+def with_notices(vouchers, seed: int = 0):
+    """Every line's <Notice> by its place: e-mail, fax, post, none, in turn; e-mail addresses unique."""
+    out = []
+    for v_index, voucher in enumerate(vouchers):
+        lines = []
+        for line in voucher.lines:
+            kind = (v_index + line.number) % 4
+            notice = (Notice(NoticeChannel.EMAIL, f"payee{seed}-{v_index}-{line.number}@example.com.tw"),
+                      Notice(NoticeChannel.FAX, f"02-2720{v_index:02d}{line.number:02d}"),
+                      Notice(NoticeChannel.POST, f"臺北市信義區市府路{line.number}號", "110204"), None)[kind]
+            lines.append(line._replace(notice=notice))
+        out.append(type(voucher)(**{**voucher.__dict__, "lines": tuple(lines)}))
+    return out
+
+
+def book(store, pki, vouchers, *, return_rate: float = 0.0, twice: bool = False):
+    """Batch the vouchers, have the simulated bank answer every transfer message, apply its reports (twice
+    over when ``twice``: the booking reported again)."""
+    manifest = pki.manifest
+    gateway_cert, bank_cert = load_cert(Path(manifest["gateway"]["cert"])), load_cert(Path(manifest["bank"]["cert"]))
+    place_accepted(store, vouchers, at=NOW)
+    signer = SigningIdentity(load_key(Path(manifest["gateway"]["key"])), gateway_cert, TAIPEI_TREASURY)
+    BankBatcher(store, signer, clock=lambda: NOW).batch_all()
+    bank = SimulatedBank(gateway_cert, load_key(Path(manifest["bank"]["key"])), bank_cert, lambda: NOW, seed=5,
+                         return_rate=return_rate)
+    intake = ReportIntake(store, bank_cert, treasury_account=TAIPEI_TREASURY.account_number, clock=lambda: NOW)
+    for message in store.unsent_messages():
+        reports = [report for _, report in bank.receive(message.body)]
+        for report in reports + (reports if twice else []):
+            assert intake.handle(report) == "ack"
+        store.mark_sent(message.message_id, NOW)
+
+
+def day(n: int, seed: int, agencies=(A, B)):
+    return with_notices(day_of_vouchers(n, agencies=list(agencies), today=NOW.date(), seed=seed), seed)
+
+
+def rows_of(store, vouchers):
+    return {r.end_to_end_id: r for v in vouchers for r in store.notices_of(v.voucher_id, v.revision)}
+
+
+class Clock:
+    def __init__(self, at: datetime.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime.datetime:
+        return self.at
+
+
+def worker(store, reactor, port, ca, *, clock, fax=None, registry=None, require_tls=False):
+    sender = SmtpSender(SmtpSettings("127.0.0.1", port, sender="no-reply@gov.taipei", ca=ca, timeout=10,
+                                     require_tls=require_tls), reactor=reactor)
+    channels = {Channel.EMAIL: EmailChannel(sender, clock=clock),
+                Channel.FAX: fax or FaxByEmail(sender, font=cjk_font_name, clock=clock)}
+    return NoticeWorker(store, channels, settings=NoticeWorkerSettings(policy=POLICY, concurrency=3),
+                        reactor=reactor, clock=clock, registry=registry, jitter=lambda: 0.5)
+
+
+# --- the outbox ------------------------------------------------------------------------------------------------
+
+
+def test_each_booked_line_that_asked_gets_one_notice_even_when_the_booking_is_reported_twice(store, pki):
+    vouchers = day(12, seed=1)
+    book(store, pki, vouchers, twice=True)
+    rows = rows_of(store, vouchers)
+    asked = {(v.voucher_id, line.number): line.notice for v in vouchers for line in v.lines}
+    assert len(rows) == sum(1 for n in asked.values() if n is not None) > 0
+    for row in rows.values():
+        notice = asked[(row.voucher_id, row.line_number)]
+        assert (row.channel.value, row.address) == (notice.channel.value.lower(), notice.address)
+        assert row.state is NoticeState.PENDING and row.attempts == 0 and row.booked_at == NOW
+    # the database backs it: a second notice for a line cannot be stored whatever the code does
+    first = next(iter(rows.values()))
+    with pytest.raises(Exception):
+        with store._notice_tx() as conn:
+            conn.execute(store._sql("INSERT INTO deposit_notices (end_to_end_id, voucher_id, revision, line_number, "
+                                    "agency, channel, address, purpose, state, created_at, changed_at) SELECT "
+                                    "end_to_end_id, voucher_id, revision, line_number, agency, channel, address, "
+                                    "purpose, state, created_at, changed_at FROM deposit_notices WHERE "
+                                    "end_to_end_id = ?"), (first.end_to_end_id,))
+
+
+def test_a_line_returned_before_its_notice_left_is_never_told(store, pki):
+    vouchers = day(8, seed=2)
+    book(store, pki, vouchers, return_rate=1.0)
+    rows = rows_of(store, vouchers)
+    assert rows and {r.state for r in rows.values()} == {NoticeState.CANCELLED}
+    assert store.claim_notices(NOW + datetime.timedelta(days=1), lease=POLICY.lease,
+                               channels=tuple(Channel)) == []
+
+
+def test_two_workers_never_claim_the_same_notice_and_a_dead_workers_lease_runs_out(store, pki):
+    vouchers = day(40, seed=3)
+    book(store, pki, vouchers)
+    due = {r.end_to_end_id for r in rows_of(store, vouchers).values() if r.channel is not Channel.POST}
+    later = NOW + datetime.timedelta(minutes=1)
+    taken: list[list] = [[], []]
+
+    def claim(i):
+        while batch := store.claim_notices(later, lease=POLICY.lease, limit=3):
+            taken[i] += batch
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ids = [n.end_to_end_id for batch in taken for n in batch]
+    assert sorted(ids) == sorted(due)  # each exactly once
+    # both workers died: after the lease the notices are claimed again, one attempt more, and the dead
+    # claim can no longer record anything
+    stale = taken[0][0] if taken[0] else taken[1][0]
+    assert store.claim_notices(later + datetime.timedelta(seconds=1), lease=POLICY.lease, limit=1000) == []
+    again = store.claim_notices(later + POLICY.lease + datetime.timedelta(seconds=1), lease=POLICY.lease, limit=1000)
+    assert {n.end_to_end_id for n in again} == due and {n.attempts for n in again} == {2}
+    from gateway.deposit_notices import Outcome
+    sent = Outcome(NoticeState.SENT, None, None, later)
+    assert store.record_notice_outcome(stale, sent, message_id="<x>", event=None) is False
+
+
+# --- e-mail over a real SMTP server --------------------------------------------------------------------------
+
+
+def test_email_notices_arrive_once_over_starttls_in_chinese_with_both_parts(store, pki, reactor_thread, tmp_path):
+    vouchers = day(10, seed=4)
+    book(store, pki, vouchers)
+    rows = rows_of(store, vouchers)
+    emails = {r.address: r for r in rows.values() if r.channel is Channel.EMAIL}
+    registry = CollectorRegistry()
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        w = worker(store, reactor_thread, port, ca, clock=Clock(NOW + datetime.timedelta(minutes=1)),
+                   registry=registry)
+        call(reactor_thread, w.run_once)
+        assert call(reactor_thread, w.run_once) == 0  # nothing due any more: nothing sent twice
+    by_address = {d.recipients[0]: d for d in mailbox.delivered}
+    assert set(emails) <= set(by_address) and len(mailbox.delivered) == len(rows) - sum(
+        r.channel is Channel.POST for r in rows.values())
+    for address, row in emails.items():
+        delivered = by_address[address]
+        assert delivered.tls and delivered.mail_from == "no-reply@gov.taipei"
+        message = delivered.message
+        assert message["Subject"].startswith("臺北市政府入戶通知：新臺幣 ")
+        assert message["From"].addresses[0].display_name == "臺北市政府財政局"
+        assert message["To"] == address
+        assert message["Message-ID"] == f"<{row.end_to_end_id}.deposit-notice@gov.taipei>"
+        assert message.get_content_type() == "multipart/alternative"
+        plain = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        line = next(line for v in vouchers if v.voucher_id == row.voucher_id for line in v.lines
+                    if line.number == row.line_number)
+        for text in (plain, html):
+            assert f"新臺幣 {line.amount:,} 元" in text and row.voucher_id in text
+            assert line.account_number[-4:] in text and line.account_number not in text
+        assert line.payee_name in plain
+    after = rows_of(store, vouchers)
+    assert all(after[r.end_to_end_id].state is NoticeState.SENT and after[r.end_to_end_id].attempts == 1
+               for r in emails.values())
+    history = [e.event for v in vouchers for e in store.history(f"{v.voucher_id}#{v.revision}")
+               if e.event.action.startswith("notice.")]
+    assert sorted(e.detail["end_to_end_id"] for e in history) == sorted(
+        r.end_to_end_id for r in rows.values() if r.channel is not Channel.POST)
+    assert registry.get_sample_value("vgw_deposit_notices_total", {"channel": "email", "outcome": "sent"}) == len(emails)
+
+
+def test_a_4xx_is_tried_again_after_its_backoff_and_delivered_once(store, pki, reactor_thread, tmp_path):
+    vouchers = day(6, seed=5)
+    book(store, pki, vouchers)
+    row = next(r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL)
+    clock = Clock(NOW + datetime.timedelta(minutes=1))
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        mailbox.script[row.address] = ["451 4.3.0 mailbox busy, try later"]
+        w = worker(store, reactor_thread, port, ca, clock=clock)
+        call(reactor_thread, w.run_once)
+        waiting = rows_of(store, vouchers)[row.end_to_end_id]
+        assert waiting.state is NoticeState.PENDING and waiting.attempts == 1
+        assert waiting.last_error == "451 4.3.0 mailbox busy, try later"
+        assert waiting.next_attempt_at == clock.at + datetime.timedelta(seconds=15)  # 30 s ceiling × jitter 0.5
+        assert mailbox.to(row.address) == []
+        call(reactor_thread, w.run_once)  # not due yet
+        assert mailbox.tried.count(row.address) == 1
+        clock.at += datetime.timedelta(seconds=16)
+        call(reactor_thread, w.run_once)
+    assert len(mailbox.to(row.address)) == 1 and mailbox.tried.count(row.address) == 2
+    done = rows_of(store, vouchers)[row.end_to_end_id]
+    assert (done.state, done.attempts, done.last_error) == (NoticeState.SENT, 2, None)
+
+
+def test_a_5xx_is_recorded_as_a_bounce_with_the_servers_reply_and_never_tried_again(store, pki, reactor_thread,
+                                                                                     tmp_path):
+    vouchers = day(6, seed=6)
+    book(store, pki, vouchers)
+    row = next(r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL)
+    clock = Clock(NOW + datetime.timedelta(minutes=1))
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        mailbox.script[row.address] = ["550 5.1.1 no such user here"]
+        w = worker(store, reactor_thread, port, ca, clock=clock)
+        call(reactor_thread, w.run_once)
+        clock.at += datetime.timedelta(days=2)
+        call(reactor_thread, w.run_once)
+    assert mailbox.tried.count(row.address) == 1 and mailbox.to(row.address) == []
+    bounced = rows_of(store, vouchers)[row.end_to_end_id]
+    assert (bounced.state, bounced.attempts, bounced.last_error) == (NoticeState.BOUNCED, 1,
+                                                                     "550 5.1.1 no such user here")
+    [entry] = [e for e in store.history(f"{row.voucher_id}#{row.revision}") if e.event.action == "notice.bounced"]
+    assert entry.event.detail["reply"] == "550 5.1.1 no such user here" and entry.event.detail["line"] == row.line_number
+
+
+def test_a_server_without_starttls_is_refused_when_tls_is_required_and_the_notice_waits(store, pki, reactor_thread,
+                                                                                        tmp_path):
+    vouchers = day(6, seed=7)
+    book(store, pki, vouchers)
+    with smtp_server(tmp_path, tls=False) as (mailbox, port, _ca):
+        w = worker(store, reactor_thread, port, None, clock=Clock(NOW + datetime.timedelta(minutes=1)),
+                   require_tls=True)
+        call(reactor_thread, w.run_once)
+    assert mailbox.delivered == []
+    rows = [r for r in rows_of(store, vouchers).values() if r.channel is not Channel.POST]
+    assert rows and all(r.state is NoticeState.PENDING and "STARTTLS" in r.last_error for r in rows)
+
+
+# --- fax and post ------------------------------------------------------------------------------------------------
+
+
+def test_fax_notices_go_to_the_fax_gateway_address_or_the_spool_folder(store, pki, reactor_thread, tmp_path):
+    vouchers = day(12, seed=8)
+    book(store, pki, vouchers)
+    faxes = [r for r in rows_of(store, vouchers).values() if r.channel is Channel.FAX]
+    assert faxes
+    spool = tmp_path / "spool"
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        w = worker(store, reactor_thread, port, ca, clock=Clock(NOW + datetime.timedelta(minutes=1)),
+                   fax=FaxSpool(spool, font=cjk_font_name))
+        call(reactor_thread, w.run_once)
+    assert not any(d.recipients[0].endswith("@fax.gov.taipei") for d in mailbox.delivered)
+    for row in faxes:
+        control = json.loads((spool / f"{row.end_to_end_id}.json").read_text("utf-8"))
+        assert control["to"] == row.address.replace("-", "") and control["document"] == f"{row.end_to_end_id}.pdf"
+        text = pypdf.PdfReader(spool / control["document"]).pages[0].extract_text()
+        assert "入戶通知" in text and row.voucher_id in text
+    assert not [p for p in spool.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    assert {rows_of(store, vouchers)[r.end_to_end_id].state for r in faxes} == {NoticeState.SENT}
+    # the e-mail-to-fax gateway: the number's digits at the configured domain, the page attached
+    sender = SmtpSender(SmtpSettings("127.0.0.1", 25))
+    assert FaxByEmail(sender, clock=Clock(NOW)).address("02-27208889") == "0227208889@fax.gov.taipei"
+
+
+def test_fax_by_email_carries_the_page_as_a_pdf(store, pki, reactor_thread, tmp_path):
+    vouchers = day(12, seed=9)
+    book(store, pki, vouchers)
+    faxes = [r for r in rows_of(store, vouchers).values() if r.channel is Channel.FAX]
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        call(reactor_thread, worker(store, reactor_thread, port, ca,
+                                    clock=Clock(NOW + datetime.timedelta(minutes=1))).run_once)
+    for row in faxes:
+        [delivered] = mailbox.to(row.address.replace("-", "") + "@fax.gov.taipei")
+        message = delivered.message
+        [attachment] = list(message.iter_attachments())
+        assert attachment.get_content_type() == "application/pdf"
+        assert "入戶通知" in message.get_body(("plain",)).get_content()
+
+
+def test_the_days_letters_are_one_a4_page_per_postal_notice_and_printed_once(store, pki, tmp_path):
+    vouchers = day(16, seed=10)
+    book(store, pki, vouchers)
+    posts = {r.end_to_end_id: r for r in rows_of(store, vouchers).values() if r.channel is Channel.POST}
+    assert posts
+    taipei_day = (NOW + datetime.timedelta(hours=8)).date()
+    path, count = write_letters(store, taipei_day - datetime.timedelta(days=1), tmp_path, now=NOW, font=cjk_font_name())
+    assert (path, count) == (None, 0)  # nothing was paid before that day
+    path, count = write_letters(store, taipei_day, tmp_path, now=NOW, font=cjk_font_name())
+    assert count == len(posts) and path.name.startswith(f"letters-{taipei_day.isoformat()}-")
+    reader = pypdf.PdfReader(path)
+    assert len(reader.pages) == len(posts)
+    for page in reader.pages:
+        assert [round(float(v)) for v in page.mediabox[2:]] == [595, 842]  # A4 in points
+    texts = [page.extract_text() for page in reader.pages]
+    payees = {(v.voucher_id, line.number): line for v in vouchers for line in v.lines}
+    for row in posts.values():
+        line = payees[(row.voucher_id, row.line_number)]
+        assert any(line.payee_name in t and row.address in t and "入戶通知" in t and "110204" in t for t in texts)
+    after = rows_of(store, vouchers)
+    assert {after[e].state for e in posts} == {NoticeState.SENT}
+    assert sorted(after[e].message_id for e in posts) == sorted(f"{path.name}#p{i}" for i in range(1, len(posts) + 1))
+    assert write_letters(store, taipei_day, tmp_path, now=NOW + datetime.timedelta(minutes=1),
+                         font=cjk_font_name()) == (None, 0)
+
+
+def test_a_letter_batch_written_before_a_crash_is_not_printed_again(store, pki, tmp_path):
+    vouchers = day(16, seed=11)
+    book(store, pki, vouchers)
+    taipei_day = (NOW + datetime.timedelta(hours=8)).date()
+
+    class CrashAfterWriting:
+        """The store of a batch that dies once its file is written, before recording anything."""
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def record_notice_outcome(self, *args, **kwargs):
+            raise SystemExit("crashed")
+
+    with pytest.raises(SystemExit):
+        write_letters(CrashAfterWriting(), taipei_day, tmp_path, now=NOW, font=cjk_font_name())
+    [written] = list(tmp_path.glob("letters-*.pdf"))
+    path, count = write_letters(store, taipei_day, tmp_path, now=NOW + POLICY.lease + datetime.timedelta(seconds=1),
+                                font=cjk_font_name())
+    assert path is None and count == len(pypdf.PdfReader(written).pages) > 0  # recorded, not printed again
+    assert list(tmp_path.glob("letters-*.pdf")) == [written]
+    assert {r.state for r in rows_of(store, vouchers).values() if r.channel is Channel.POST} == {NoticeState.SENT}
+
+
+def test_lines_left_unpaid_keep_their_notices_waiting(store, pki):
+    vouchers = day(6, seed=12)
+    place_accepted(store, vouchers, at=NOW)
+    manifest = pki.manifest
+    signer = SigningIdentity(load_key(Path(manifest["gateway"]["key"])),
+                             load_cert(Path(manifest["gateway"]["cert"])), TAIPEI_TREASURY)
+    BankBatcher(store, signer, clock=lambda: NOW).batch_all()
+    rows = rows_of(store, vouchers)
+    assert rows and {r.state for r in rows.values()} == {NoticeState.WAITING}
+    assert {p.state for v in vouchers for p in store.payments_of(v.voucher_id, v.revision)} == {LineState.PENDING}
+    assert store.claim_notices(NOW + datetime.timedelta(days=1), lease=POLICY.lease, channels=tuple(Channel)) == []
