@@ -361,15 +361,21 @@ class Console:
         return view.page(f"{t['detail_title']} {voucher_id}", body)
 
     def _notices(self, t, revisions) -> Markup:
-        """Deposit notices (入戶通知) where this store keeps them (migration v0009), shown field by field."""
+        """Deposit notices (入戶通知, migration v0009) per line, where this store keeps them (``notices_of``)."""
         notices_of = getattr(self.store, "notices_of", None)
         rows = [row for r in revisions for row in notices_of(r.voucher_id, r.revision)] if notices_of else []
         if not rows:
             return Markup('<p id="notices">{}</p>').format(t["not_recorded"])
-        names = [f.name for f in dataclasses.fields(rows[0])] if dataclasses.is_dataclass(rows[0]) else ["notice"]
-        cells = [[getattr(row, name, row) for name in names] if len(names) > 1 or names != ["notice"] else [row]
-                 for row in rows]
-        return table(names, [[getattr(v, "value", v) for v in row] for row in cells], "notices")
+
+        def value(row, name):
+            found = getattr(row, name, None)
+            if isinstance(found, datetime.datetime):
+                return _when(found)
+            return getattr(found, "value", found)
+
+        names = ("revision", "line_number", "channel", "address", "state", "attempts", "sent_at", "last_error")
+        return table([t["revision"], t["line"], t["channel"], t["address"], t["state"], t["attempts"], t["sent_at"],
+                      t["reason"]], [[value(row, name) for name in names] for row in rows], "notices")
 
     def receipt_file(self, view: View, voucher_id: str, revision: int) -> Reply:
         record = self.store.get(voucher_id, revision)

@@ -214,3 +214,20 @@ def test_bad_queries_and_cursors_are_refused_with_a_code_not_a_traceback(served)
         status, _, body = fetch(served, path)
         assert status == 400 and (b"query-invalid" in body or b"cursor-invalid" in body), path
         assert b"Traceback" not in body
+
+
+def test_queues_rejections_and_statement_links_follow_the_viewers_agency(served, vouchers):
+    mine, theirs = vouchers
+    status, _, body = fetch(served, "/console/queue?role=reviewer")
+    assert status == 200 and mine.voucher_id.encode() in body and theirs.voucher_id.encode() not in body
+    assert theirs.voucher_id.encode() in fetch(served, "/console/queue?role=reviewer", AGENCY_B)[2]
+    assert fetch(served, "/console/queue?role=treasury")[0] == 400  # an agency has no treasury queue
+    assert fetch(served, "/console/queue?role=treasury", TREASURY)[0] == 200
+    status, _, body = fetch(served, "/console/rejections")
+    assert status == 200 and b'id="results"' in body
+    status, _, body = fetch(served, "/console/statements?from=2026-11-01&to=2026-11-27")
+    links = re.findall(rb'href="(/v1/statements\?[^"]+)"', body)
+    assert [link.replace(b"&amp;", b"&") for link in links] == [
+        b"/v1/statements?format=" + f.encode() + b"&from=2026-11-01&to=2026-11-27" for f in ("csv", "camt053", "pdf")]
+    status, content_type, _ = call(served, "GET", links[0].replace(b"&amp;", b"&").decode())
+    assert status == 200 and content_type.startswith("text/csv")
