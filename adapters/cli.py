@@ -56,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgw", description="voucher-gateway: Taipei City centralized payment "
                                      "vouchers, signed XML in, ISO 20022 bank transfers out.")
     registry = CommandRegistry(parser)
-    from . import action_commands, audit_commands, bank_commands, budget_commands, serve_command, voucher_commands
+    from . import (action_commands, audit_commands, bank_commands, budget_commands, notice_commands, serve_command,
+                   voucher_commands)
 
-    for module in (voucher_commands, action_commands, budget_commands, audit_commands, bank_commands, serve_command):
+    for module in (voucher_commands, action_commands, budget_commands, audit_commands, bank_commands, notice_commands,
+                   serve_command):
         module.register(registry)
     for entry in sorted(entry_points(group="vgw.commands"), key=lambda e: e.name):
         entry.load()(registry)

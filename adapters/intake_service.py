@@ -34,6 +34,7 @@ from gateway.voucher_check import check_signed_voucher
 from .client_identity import agency_of_client
 from .clock import utc_now
 from .http_api import Answer
+from .notice_status import notice_history, with_notices
 from .query_params import ListQuery
 
 log = Logger(namespace="vgw.intake")
@@ -171,8 +172,9 @@ class IntakeService:
             "revisions": [{"revision": r.revision, "status": r.status, "received_at": utc_text(r.received_at),
                            "receipt_id": r.receipt_id, "received_sha256": r.received_sha256} for r in revisions],
             "history": [item for r in revisions for item in history_items(r.revision, self.store.history(r.subject))],
-            "payments": [payment_item(row) for r in revisions for row in self.store.payments_of(r.voucher_id,
-                                                                                               r.revision)],
+            "payments": with_notices(
+                [payment_item(row) for r in revisions for row in self.store.payments_of(r.voucher_id, r.revision)],
+                [row for r in revisions for row in self.store.notices_of(r.voucher_id, r.revision)]),
         })
 
     def list_vouchers(self, query: ListQuery, client_cert: x509.Certificate | None) -> Answer:
@@ -224,6 +226,8 @@ def history_items(revision: int, entries: list[AuditEntry]) -> list[dict]:
         if "reason_code" in detail:
             item["reason_code"] = detail["reason_code"]
             item["reason"] = detail.get("reason")
+        if "notice_state" in detail:  # a deposit notice's outcome (adapters/notice_status.py)
+            item.update(notice_history(detail))
         items.append(item)
     return items
 

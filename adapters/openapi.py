@@ -201,7 +201,16 @@ _DOCUMENT = {
                                  "message_id": {"type": "string"}, "bank_reference": {"type": ["string", "null"]},
                                  "booked_on": {"type": ["string", "null"], "format": "date"},
                                  "reason_code": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]},
-                                 "unconfirmed": {"type": "boolean"}}}},
+                                 "unconfirmed": {"type": "boolean"},
+                                 "notice": {"type": ["object", "null"], "description": "the deposit notice (入戶通知) "
+                                            "of the line, null when it asked for none", "properties": {
+                                     "channel": {"type": "string", "enum": ["email", "fax", "post"]},
+                                     "state": {"type": "string", "enum": ["waiting", "pending", "sent", "bounced",
+                                                                          "failed", "cancelled"]},
+                                     "attempts": {"type": "integer"},
+                                     "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                                     "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                                     "last_error": {"type": ["string", "null"]}}}}}},
                 "revisions": {"type": "array", "items": {"type": "object", "properties": {
                     "revision": {"type": "integer"}, "status": {"type": "string"},
                     "received_at": {"type": "string", "format": "date-time"}, "receipt_id": {"type": "string"},

@@ -48,6 +48,10 @@ def _serve(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     if problem := bank_exchange_problem(s):
         raise CliError(f"cannot start: {problem}")
+    from .notice_setup import notices_problem
+
+    if problem := notices_problem(s):
+        raise CliError(f"cannot start: {problem}")
     if s["workers"] == 1:
         return run_gateway(s)
     from .worker_pool import WorkerPool
@@ -142,6 +146,9 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     if s["bank.exchange"] and (seat is None or seat.spec.index == 1):
         # One bank exchange per gateway, like the event publisher (every loop is safe twice, one is enough).
         _start_bank_exchange(reactor, s, store, api.metrics.registry, bank_peer)
+    if s["notices.smtp_host"] and (seat is None or seat.spec.index == 1):
+        from .notice_setup import start_notices  # deposit notices (入戶通知), one worker per gateway
+        start_notices(reactor, s, store, api.metrics.registry)
     if s["amqp.url"]:
         # One event publisher per gateway: the single process, or worker 1 of several (adapters/event_publisher.py).
         _start_amqp(reactor, service, s, api.metrics.registry, actions,

@@ -92,6 +92,24 @@ SETTINGS = (
     Setting("bank.resend_seconds", float, 1800.0, "send a transfer message again when lines still have no final "
             "answer this long after it was sent (0: never by itself)"),
     Setting("bank.max_resends", int, 5, "automatic re-sends per transfer message at most"),
+    Setting("notices.smtp_host", str, None, "the mail server for deposit notices (入戶通知); unset: no notices sent"),
+    Setting("notices.smtp_port", int, 25, "its port (STARTTLS is used whenever the server offers it)"),
+    Setting("notices.smtp_require_tls", _bool, False, "refuse to send unless the mail server offers STARTTLS"),
+    Setting("notices.smtp_username", str, None, "SMTP AUTH user (with notices.smtp_password_file)"),
+    Setting("notices.smtp_password_file", Path, None, "a file holding the SMTP AUTH password"),
+    Setting("notices.smtp_ca", Path, None, "PEM of the CA to trust for the mail server's STARTTLS (else the system's)"),
+    Setting("notices.from", str, "no-reply@gov.taipei", "the From address of deposit notices"),
+    Setting("notices.fax_mode", str, "email", "fax notices by `email` (an e-mail-to-fax gateway) or `spool` (a folder)"),
+    Setting("notices.fax_address_format", str, "{number}@fax.gov.taipei", "the e-mail-to-fax address, {number} "
+            "the fax number's digits"),
+    Setting("notices.fax_spool_dir", Path, None, "the fax server's spool folder (notices.fax_mode = spool)"),
+    Setting("notices.letters_dir", Path, None, "where the day's postal letters (PDF) are written; unset: only "
+            "`vgw notices letters` writes them"),
+    Setting("notices.letters_at", str, "16:00", "Taipei time after which the day's letters are written"),
+    Setting("notices.poll_seconds", float, 10.0, "how often due notices are sent"),
+    Setting("notices.retry_first_seconds", float, 60.0, "the longest wait before the first retry (doubling, jittered)"),
+    Setting("notices.retry_cap_seconds", float, 3600.0, "the longest wait between two attempts"),
+    Setting("notices.max_attempts", int, 8, "attempts per notice before it is given up (failed)"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
