@@ -89,12 +89,28 @@ def _failed(failure) -> AttemptResult:
         return AttemptResult(Result.TRANSIENT, "the mail server does not offer STARTTLS and notices.smtp_require_tls "
                                                "is set")
     if isinstance(exc, smtp.SMTPClientError) and isinstance(exc.code, int) and exc.code >= 200:
-        return classify_smtp(exc.code, _server_reply(exc))
+        answer = classify_smtp(exc.code, _server_reply(exc))
+        if answer.result is Result.PERMANENT and _last_command(exc) not in (b"RCPT", b"DATA"):
+            # a 5xx to EHLO, AUTH or MAIL FROM is about us (credentials, sender, relay rights), not the payee's
+            # address: the notice waits for the operator to fix it, it does not bounce
+            return AttemptResult(Result.TRANSIENT, f"{answer.reply} (the server refused the gateway itself: check "
+                                                   "notices.from, notices.smtp_username and relay rights)", exc.code)
+        return answer
     if isinstance(exc, (net_error.ConnectError, net_error.ConnectionLost, net_error.TimeoutError,
                         smtp.SMTPClientError)):
         return AttemptResult(Result.TRANSIENT, f"{type(exc).__name__}: {exc}")
     log.failure("unexpected error sending a notice", failure)
     return AttemptResult(Result.TRANSIENT, f"{type(exc).__name__}: {exc}")
+
+
+def _last_command(exc: smtp.SMTPClientError) -> bytes:
+    """The verb of the last command the client sent (``RCPT``, ``MAIL``, ``AUTH`` …), from Twisted's transcript;
+    after the message body it is ``DATA``'s content, which counts as ``DATA``."""
+    sent = [line[4:] for line in exc.log.splitlines() if line.startswith(b">>> ")] if isinstance(exc.log, bytes) else []
+    if not sent:
+        return b""
+    verb = sent[-1].split(b" ", 1)[0].split(b":", 1)[0].upper()
+    return verb if verb in (b"EHLO", b"HELO", b"STARTTLS", b"AUTH", b"MAIL", b"RCPT") else b"DATA"
 
 
 def _server_reply(exc: smtp.SMTPClientError) -> str:

@@ -15,6 +15,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,7 +41,17 @@ class Mailbox:
     delivered: list[Delivered] = field(default_factory=list)
     script: dict[str, list[str]] = field(default_factory=dict)
     tried: list[str] = field(default_factory=list)
+    refused_senders: set[str] = field(default_factory=set)
+    refused_content: bytes | None = None
+    """Messages containing these bytes are refused after DATA (554), like a content filter."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address in self.refused_senders:
+            return "550 5.7.1 relaying denied for this sender"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -53,6 +64,8 @@ class Mailbox:
         return answer
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refused_content is not None and self.refused_content in envelope.content:
+            return "554 5.6.0 message content refused"
         with self.lock:
             self.delivered.append(Delivered(session.ssl is not None, envelope.mail_from, list(envelope.rcpt_tos),
                                             envelope.content))
@@ -88,8 +101,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def smtp_server(directory: Path, *, tls: bool = True):
-    """Yields (mailbox, port, CA file or None) of a running server; stopped afterwards."""
+def smtp_server(directory: Path, *, tls: bool = True, login: tuple[str, str] | None = None):
+    """Yields (mailbox, port, CA file or None) of a running server; stopped afterwards. With ``login`` the
+    server requires AUTH (after STARTTLS) with that user and password."""
     mailbox = Mailbox()
     context, ca = None, None
     if tls:
@@ -97,7 +111,12 @@ def smtp_server(directory: Path, *, tls: bool = True):
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(ca, key)
     port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, tls_context=context)
+    auth = {}
+    if login is not None:
+        def authenticator(server, session, envelope, mechanism, data):
+            return AuthResult(success=(data.login, data.password) == (login[0].encode(), login[1].encode()))
+        auth = {"authenticator": authenticator, "auth_required": True}
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, tls_context=context, **auth)
     controller.start()
     try:
         yield mailbox, port, ca

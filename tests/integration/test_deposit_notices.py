@@ -256,6 +256,46 @@ def test_a_server_without_starttls_is_refused_when_tls_is_required_and_the_notic
     assert rows and all(r.state is NoticeState.PENDING and "STARTTLS" in r.last_error for r in rows)
 
 
+def test_a_notice_whose_sending_keeps_killing_the_worker_gives_up(store, pki, reactor_thread, tmp_path):
+    vouchers = day(12, seed=13)
+    book(store, pki, vouchers)
+    row = next(r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL)
+    at = NOW + datetime.timedelta(minutes=1)
+    for _ in range(POLICY.max_attempts):  # each claim's worker dies before it records anything
+        assert row.end_to_end_id in {n.end_to_end_id for n in store.claim_notices(at, lease=POLICY.lease, limit=100)}
+        at += POLICY.lease + datetime.timedelta(seconds=1)
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        call(reactor_thread, worker(store, reactor_thread, port, ca, clock=Clock(at)).run_once)
+    assert row.address not in mailbox.tried
+    given_up = rows_of(store, vouchers)[row.end_to_end_id]
+    assert given_up.state is NoticeState.FAILED and "stopped mid-attempt" in given_up.last_error
+    assert [e.event.action for e in store.history(f"{row.voucher_id}#{row.revision}")
+            if e.event.detail.get("end_to_end_id") == row.end_to_end_id] == ["notice.failed"]
+
+
+def test_smtp_auth_works_and_a_refusal_of_the_gateway_itself_is_not_taken_for_a_bounce(reactor_thread, tmp_path):
+    from gateway.deposit_notices import Result
+
+    message = b"Subject: notice\n\nhello\n"
+    with smtp_server(tmp_path, login=("vgw", "s3cret")) as (mailbox, port, ca):
+        def sender(**changes):
+            settings = dict(sender="no-reply@gov.taipei", ca=ca, timeout=10, username="vgw", password="s3cret")
+            return SmtpSender(SmtpSettings("127.0.0.1", port, **{**settings, **changes}), reactor=reactor_thread)
+        assert call(reactor_thread, sender().send, "a@example.com.tw", message).result is Result.DELIVERED
+        assert [d.tls for d in mailbox.to("a@example.com.tw")] == [True]
+        # no credentials (530), a sender the server will not relay for (550): ours to fix, not the payee's
+        unauthenticated = call(reactor_thread, sender(username=None, password=None).send, "b@example.com.tw", message)
+        mailbox.refused_senders.add("blocked@gov.taipei")
+        unrelayed = call(reactor_thread, sender(sender="blocked@gov.taipei").send, "b@example.com.tw", message)
+        for answer, code in ((unauthenticated, 530), (unrelayed, 550)):
+            assert answer.result is Result.TRANSIENT and answer.code == code and "refused the gateway" in answer.reply
+        # a 5xx after the message was sent is about this message: a bounce
+        mailbox.refused_content = b"hello"
+        refused = call(reactor_thread, sender().send, "c@example.com.tw", message)
+        assert refused.result is Result.PERMANENT and refused.reply == "554 5.6.0 message content refused"
+    assert mailbox.to("b@example.com.tw") == mailbox.to("c@example.com.tw") == []
+
+
 # --- fax and post ------------------------------------------------------------------------------------------------
 
 
