@@ -122,18 +122,20 @@ _DOCUMENT = {
         "/v1/statements": {
             "get": {
                 "operationId": "statement",
-                "summary": "The caller's statement (對帳單) of payment lines over Taipei dates, as CSV or camt.053",
+                "summary": "The caller's statement (對帳單) of payment lines over Taipei dates, as CSV, camt.053 or PDF",
                 "description": "See docs/api.md, Statements: the date rule, the entries and the totals.",
                 "parameters": [
                     _query("from", "first Taipei date (inclusive)", {"type": "string", "format": "date"}, required=True),
                     _query("to", "last Taipei date (inclusive; at most 400 days)", {"type": "string", "format": "date"},
                            required=True),
-                    _query("format", "csv or camt053", {"type": "string", "enum": ["csv", "camt053"]}, required=True),
-                    _query("dates", "roc: 民國 dates in the CSV", {"type": "string", "enum": ["iso", "roc"],
-                                                                  "default": "iso"})],
+                    _query("format", "csv, camt053 or pdf", {"type": "string", "enum": ["csv", "camt053", "pdf"]},
+                           required=True),
+                    _query("dates", "roc: 民國 dates in the CSV or PDF", {"type": "string", "enum": ["iso", "roc"],
+                                                                         "default": "iso"})],
                 "responses": {"200": {"description": "the statement as an attachment", "content": {
                     "text/csv": {"schema": {"type": "string"}},
-                    "application/xml": {"schema": {"type": "string"}}}},
+                    "application/xml": {"schema": {"type": "string"}},
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
                     **_problems(400, 401, 403, 429, 500)},
             },
         },

@@ -83,7 +83,7 @@ def parse_limit(args: dict[bytes, list[bytes]]) -> int:
     return _limit(_single(args, {"limit"}))
 
 
-STATEMENT_FORMATS = ("csv", "camt053")
+STATEMENT_FORMATS = ("csv", "camt053", "pdf")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _day(name: str, text: str) -> datetime.date:
 
 def parse_statement_query(args: dict[bytes, list[bytes]]) -> StatementQuery:
     """``GET /v1/statements``: ``from`` and ``to`` (Taipei dates, both inclusive, at most MAX_PERIOD_DAYS days
-    apart), ``format`` csv or camt053, optional ``dates=roc`` (CSV only)."""
+    apart), ``format`` csv, camt053 or pdf, optional ``dates=roc`` (CSV and PDF)."""
     params = _single(args, {"from", "to", "format", "dates"})
     for name in ("from", "to", "format"):
         if name not in params:
@@ -119,6 +119,7 @@ def parse_statement_query(args: dict[bytes, list[bytes]]) -> StatementQuery:
     dates = params.get("dates", "iso")
     if dates not in ("iso", "roc"):
         raise Refusal("query-invalid", f"'dates' is iso or roc, not {dates!r}")
-    if dates == "roc" and params["format"] != "csv":
-        raise Refusal("query-invalid", "'dates=roc' applies to the CSV format only (camt.053 dates are ISO 8601)")
+    if dates == "roc" and params["format"] == "camt053":
+        raise Refusal("query-invalid", "'dates=roc' applies to the CSV and PDF formats only (camt.053 dates are "
+                      "ISO 8601)")
     return StatementQuery(period, params["format"], dates == "roc")

@@ -111,6 +111,36 @@ def test_the_camt053_statement_is_schema_valid_and_agrees_with_the_csv(served, p
     assert balances == {"OPBD": int(totals[TRAILER[0]]), "CLBD": int(totals[TRAILER[3]])}
 
 
+def test_the_pdf_statement_prints_the_same_lines_and_totals_in_an_embedded_chinese_font(served, paid):  # noqa: F811
+    from pypdf import PdfReader
+
+    from adapters.statement_pdf import TITLE, amount_text
+
+    good, bad, rows = paid
+    status, headers, body = request(served, "GET", f"/v1/statements?{span()}&format=pdf")
+    assert status == 200, body
+    assert headers["content-type"] == "application/pdf"
+    assert headers["content-disposition"].startswith('attachment; filename="statement-379000001A-')
+    assert headers["content-disposition"].endswith('.pdf"') and body.startswith(b"%PDF-")
+    reader = PdfReader(io.BytesIO(body))
+    text = "".join(page.extract_text() for page in reader.pages)
+    flat = "".join(text.split())
+    assert TITLE in text and "379000001A" in text
+    for v in (good, bad):
+        assert v.voucher_id in text
+        for payee in v.lines:
+            assert "".join(payee.payee_name.split()) in flat and amount_text(payee.amount) in text
+    table = csv_rows(request(served, "GET", f"/v1/statements?{span()}&format=csv")[2])
+    totals = dict(table[table.index([]) + 1:])
+    assert all(amount_text(int(totals[label])) in text for label in TRAILER)
+    assert "已付款" in text and "已退匯" in text
+    fonts = [f.get_object() for page in reader.pages for f in page["/Resources"]["/Font"].values()]
+    assert any("/FontFile2" in f["/FontDescriptor"].get_object() for f in fonts if "/FontDescriptor" in f)
+    status, _, other = request(served, "GET", f"/v1/statements?{span()}&format=pdf", agency=AGENCY_B)
+    assert status == 200 and not any(v.voucher_id in "".join(p.extract_text() for p in PdfReader(io.BytesIO(
+        other)).pages) for v in (good, bad))
+
+
 def test_another_agency_sees_none_of_the_lines(served, paid):  # noqa: F811
     _, _, rows = paid
     status, _, body = request(served, "GET", f"/v1/statements?{span()}&format=csv", agency=AGENCY_B)
@@ -123,7 +153,7 @@ def test_another_agency_sees_none_of_the_lines(served, paid):  # noqa: F811
 
 @pytest.mark.parametrize("query", [
     "from=2026-11-01&to=2026-11-30",                       # no format
-    "from=2026-11-01&to=2026-11-30&format=pdf",
+    "from=2026-11-01&to=2026-11-30&format=xlsx",
     "from=2026-02-30&to=2026-03-01&format=csv",            # no such day
     "from=2026-11-30&to=2026-11-01&format=csv",            # backwards
     "from=2025-01-01&to=2026-11-30&format=csv",            # over 400 days

@@ -148,7 +148,9 @@ def _args(query: str) -> dict[bytes, list[bytes]]:
 def test_the_statement_query_is_read_strictly():
     query = parse_statement_query(_args("from=2026-11-01&to=2026-11-30&format=csv&dates=roc"))
     assert (query.period, query.format, query.roc_dates) == (NOV, "csv", True)
-    for bad in ["from=2026-11-01&to=2026-11-30", "from=2026-11-01&to=2026-11-30&format=pdf",
+    query = parse_statement_query(_args("from=2026-11-01&to=2026-11-30&format=pdf&dates=roc"))
+    assert (query.period, query.format, query.roc_dates) == (NOV, "pdf", True)
+    for bad in ["from=2026-11-01&to=2026-11-30", "from=2026-11-01&to=2026-11-30&format=xlsx",
                 "from=2026-11-31&to=2026-12-01&format=csv", "from=20261101&to=2026-11-30&format=csv",
                 "from=2026-12-01&to=2026-11-30&format=csv", "from=2025-01-01&to=2026-11-30&format=csv",
                 "from=2026-11-01&to=2026-11-30&format=camt053&dates=roc", "from=2026-11-01&to=2026-11-30&format=csv&x=1",
