@@ -115,6 +115,11 @@ def browser(gateway, who: Path, work: Path, downloads: Path | None = None) -> we
     return driver
 
 
+def shown(driver, by: str, value: str):
+    """The element once the page that has it is loaded (a click that navigates returns before it is)."""
+    return WebDriverWait(driver, 10).until(EC.presence_of_element_located((by, value)))
+
+
 def wait_for(what: str, condition, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -136,17 +141,17 @@ def test_an_agency_person_logs_in_finds_a_voucher_and_downloads_a_statement(gate
     origin = f"https://127.0.0.1:{gateway.port}"
     try:
         driver.get(f"{origin}/console/")
-        assert f"OU={AGENCY_A}" in driver.find_element(By.ID, "whoami").text
-        driver.find_element(By.LINK_TEXT, "憑單查詢").click()
-        driver.find_element(By.ID, "id").send_keys(voucher.voucher_id)
-        driver.find_element(By.ID, "search-button").click()
-        driver.find_element(By.LINK_TEXT, voucher.voucher_id).click()
+        assert f"OU={AGENCY_A}" in shown(driver, By.ID, "whoami").text
+        shown(driver, By.LINK_TEXT, "憑單查詢").click()
+        shown(driver, By.ID, "id").send_keys(voucher.voucher_id)
+        shown(driver, By.ID, "search-button").click()
+        shown(driver, By.LINK_TEXT, voucher.voucher_id).click()
         WebDriverWait(driver, 10).until(EC.title_contains(voucher.voucher_id))
-        lines = driver.find_element(By.ID, "lines").text
+        lines = shown(driver, By.ID, "lines").text
         assert voucher.lines[0].payee_name in lines and f"{voucher.lines[0].amount:,}" in lines
-        assert "voucher.received" in driver.find_element(By.ID, "history").text
-        driver.find_element(By.LINK_TEXT, "對帳單").click()
-        driver.find_element(By.LINK_TEXT, "下載 CSV").click()
+        assert "voucher.received" in shown(driver, By.ID, "history").text
+        shown(driver, By.LINK_TEXT, "對帳單").click()
+        shown(driver, By.LINK_TEXT, "下載 CSV").click()
         done = wait_for("the statement's download", lambda: [p for p in downloads.iterdir() if p.suffix == ".csv"])
     finally:
         driver.quit()
@@ -173,10 +178,10 @@ def test_a_treasury_operator_replays_a_dead_lettered_message(gateway, policy, tm
     driver = browser(gateway, gateway.pki_dir / "treasury" / "tls", tmp_path)
     try:
         driver.get(f"https://127.0.0.1:{gateway.port}/console/treasury/dead-letters?lang=en")
-        assert "treasury console" in driver.find_element(By.ID, "who").text
-        row = driver.find_element(By.ID, "dead-letters").text
+        assert "treasury console" in shown(driver, By.ID, "who").text
+        row = shown(driver, By.ID, "dead-letters").text
         assert message_id in row and gateway.topology.reports_queue in row and "rejected" in row
-        driver.find_element(By.CSS_SELECTOR, f'button.replay[data-message-id="{message_id}"]').click()
+        shown(driver, By.CSS_SELECTOR, f'button.replay[data-message-id="{message_id}"]').click()
         assert message_id in WebDriverWait(driver, 10).until(
             EC.presence_of_element_located((By.ID, "replayed"))).text
     finally:
