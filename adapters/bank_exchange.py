@@ -4,7 +4,8 @@
   batched + payment lines + signed pain.001 outbox rows) in ONE transaction (gateway/bank_settlement.py).
 - :class:`OutboxRelay` (reactor): publishes every outbound message the broker has not confirmed yet, many in
   flight at once, and marks each sent only after its confirm. A crash between confirm and mark sends the
-  same bytes again; the bank side refuses the repeated MsgId/EndToEndIds, so nothing is paid twice.
+  same bytes again; the bank side refuses the repeated MsgId/EndToEndIds, so nothing is paid twice. With
+  several processes on one store, only the one holding the relay turn publishes (adapters/relay_turn.py).
 - :class:`ReportIntake` (thread pool, behind a transport consumer): verifies a bank report (signature pinned
   to the bank's certificate, official XSD), applies it in ONE transaction, and answers ``ack`` or ``dead``.
   A repeat changes nothing; a report naming payments we never sent, contradicting what the bank said before,
@@ -154,8 +155,11 @@ class OutboxRelay:
     @defer.inlineCallbacks
     def pump(self):
         """Publish every unsent message not already in flight; fires with how many were confirmed and marked.
-        Failures (broker down, refused) leave the message unsent for the next pump."""
+        Failures (broker down, refused) leave the message unsent for the next pump. Only the relay holding the
+        store's relay turn publishes (adapters/relay_turn.py); the others' pumps do nothing (fire with 0)."""
         sent = 0
+        if not (yield deferToThread(self.store.relay_turn)):
+            return sent
         while True:
             messages = yield deferToThread(self.store.unsent_messages, self.page)
             fresh = [m for m in messages if m.message_id not in self._in_flight]

@@ -210,6 +210,16 @@ class BankSql:
         except self.driver_error as exc:
             raise StoreError(f"{self.dialect} could not flag unconfirmed payments: {exc}") from exc
 
+    def relay_turn(self) -> bool:
+        """True while this process holds the outbox relay's turn on this store (adapters/relay_turn.py)."""
+        turn = self.__dict__.get("_relay_turn")
+        if turn is None:
+            from .relay_turn import FileRelayTurn, PostgresRelayTurn
+
+            turn = PostgresRelayTurn(self._url) if self.dialect == "postgresql" else FileRelayTurn(self._path)
+            self._relay_turn = turn
+        return turn.held()
+
     # --- reads ---------------------------------------------------------------------------------------------
 
     def unsent_messages(self, limit: int = 100) -> list[BankMessageRecord]:

@@ -143,6 +143,8 @@ class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+        if (turn := self.__dict__.get("_relay_turn")) is not None:
+            turn.release()  # the outbox relay's turn (adapters/relay_turn.py) goes to another process
 
     def _read(self, sql: str, params: tuple = ()) -> list:
         try:

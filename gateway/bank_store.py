@@ -199,6 +199,11 @@ class BankLedger(Protocol):
     def unsent_messages(self, limit: int = 100) -> list[BankMessageRecord]:
         """Outbound messages the broker has not confirmed yet, oldest first."""
 
+    def relay_turn(self) -> bool:
+        """True while this process holds the outbox relay's turn on this store, taking it if it is free: one
+        relay at a time publishes, so relays in several processes do not publish every message twice. The
+        turn passes on when the holder closes the store or dies. False when it cannot be asked."""
+
     def mark_sent(self, message_id: str, at: datetime.datetime) -> bool:
         """Record the broker's confirm; False when it was marked already (changes nothing)."""
 
