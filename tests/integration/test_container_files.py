@@ -3,11 +3,12 @@
 No Docker daemon runs where the tests run, so the files are checked for what they promise (slim base,
 non-root user, a health check, the font the PDF statements need; every service, its health check and the
 order they start in) and everything they call is run for real here: each ``vgw`` verb they name exists,
-the settings file the init service writes is accepted by ``vgw serve``'s settings loader, and the health
+the init service's script makes a PKI once and a settings file ``vgw serve``'s loader accepts, and the health
 check answers 0 for a running ``vgw serve`` and 1 when it is not there or the certificate is missing."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -75,15 +76,22 @@ def test_compose_runs_the_gateway_its_store_broker_ocsp_and_bank_in_order_each_c
     assert gateway_env["VGW_STORE"].startswith("postgresql://") and gateway_env["VGW_BANK_AMQP"].startswith("amqp://")
 
 
-def test_the_settings_file_the_init_service_writes_is_accepted_by_vgw_serve(tmp_path, pki):
-    script = compose()["services"]["init"]["command"][0]
-    toml = script.split("<<'TOML'\n", 1)[1].split("\nTOML", 1)[0].replace("/etc/vgw/pki", str(pki.dir))
-    (tmp_path / "vgw.toml").write_text(toml, encoding="utf-8")
-    env = compose()["services"]["gateway"]["environment"]
-    s = load_settings(tmp_path / "vgw.toml", env, {})
+def test_the_init_service_makes_a_pki_once_and_a_settings_file_vgw_serve_accepts(tmp_path):
+    """The init service's own shell script, run here with /etc/vgw moved to a temporary folder."""
+    script = compose()["services"]["init"]["command"][0].replace("/etc/vgw", str(tmp_path))
+    env = {**os.environ, "PATH": f"{Path(VGW).parent}{os.pathsep}{os.environ['PATH']}"}
+    for attempt in range(2):  # a second start keeps the PKI it made
+        done = subprocess.run(["sh", "-euc", script], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        if attempt == 0:
+            made = (tmp_path / "pki/manifest.json").stat().st_mtime_ns
+    assert (tmp_path / "pki/manifest.json").stat().st_mtime_ns == made
+    assert (tmp_path / "pki/agencies/379000001A/tls/cert.pem").is_file()  # the gateway's health check uses it
+    gateway_env = compose()["services"]["gateway"]["environment"]
+    s = load_settings(tmp_path / "vgw.toml", gateway_env, {})
     assert s["listen"] == "0.0.0.0:8443" and s["bank.exchange"] and s["trust.ocsp"] and s["workers"] == 2
-    assert s["store"] == env["VGW_STORE"] and s["bank.amqp"] == env["VGW_BANK_AMQP"]
-    assert s["tls.cert"] == pki.dir / "gateway/cert.pem"
+    assert s["store"] == gateway_env["VGW_STORE"] and s["bank.amqp"] == gateway_env["VGW_BANK_AMQP"]
+    assert s["tls.cert"] == tmp_path / "pki/gateway/cert.pem" and s["tls.cert"].is_file()
 
 
 def test_the_health_check_passes_for_a_running_gateway_and_fails_without_one_or_without_a_certificate(
