@@ -128,11 +128,15 @@ class _ObservedResource(resource.Resource):
         super().__init__()
         self.api = api
         self.inner = api.app.resource()
+        # The web console's own klein app answers /console (HTML pages: not the JSON API, not in its OpenAPI).
+        self.console = api.console.resource() if api.console is not None else None
 
     def render(self, request):
         started = self.api.clock()
         self.api.metrics.in_flight.inc()
         request.notifyFinish().addBoth(self._finished, request, started)
+        if self.console is not None and (request.path == b"/console" or request.path.startswith(b"/console/")):
+            return self.console.render(request)
         return self.inner.render(request)
 
     def _finished(self, result, request, started: float) -> None:
@@ -182,6 +186,8 @@ class GatewayHttpApi:
         self.metrics = metrics if metrics is not None else HttpMetrics()
         self.clock = clock
         self.rate_limiter = AgencyRateLimiter(self.settings.rate_limit, clock)
+        if console is not None:
+            console.rate_limiter = self.rate_limiter  # its pages spend the agency's tokens like /v1
 
     def _send(self, request, answer: Answer) -> bytes:
         request.vgw_outcome = answer.outcome
@@ -302,16 +308,6 @@ class GatewayHttpApi:
         except Refusal as refusal:
             return self._send(request, Answer.problem(refusal, instance))
         return self._run(request, self.statements.statement, query, cert)
-
-    @app.route("/console/")
-    @app.route("/console", branch=True)
-    def console_pages(self, request):
-        """The web console (adapters/console/), rate-limited like the API; 404 where it is not served."""
-        _, limited = self._caller(request)
-        if limited or self.console is None:
-            return self._send(request, limited or Answer.problem(Refusal("not-found", "no console is served here"),
-                                                                 request.uri.decode("ascii", "replace")))
-        return self.console.resource()
 
     @app.route("/metrics", methods=["GET"])
     def metrics_exposition(self, request):

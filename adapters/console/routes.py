@@ -1,4 +1,5 @@
-"""The console's routes (klein), mounted at ``/console`` on the gateway's own site (adapters/http_api.py).
+"""The console's routes (klein), served for ``/console`` paths by the gateway's own site (adapters/http_api.py
+routes them here, apart from the JSON API and its OpenAPI document).
 
 Each page is one blocking call in Twisted's thread pool, like the API's handlers: name the viewer from the
 TLS client certificate (:mod:`adapters.console.identity`), read through the store, render with
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, quote
 from klein import Klein
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from werkzeug.exceptions import HTTPException
 
 from gateway.bank_directory import BankDirectory
 from gateway.business_time import TAIPEI
@@ -26,6 +28,7 @@ from gateway.store import AuditEvent, utc_text
 from gateway.voucher_xml import read_stored_voucher
 from gateway.workflow import QUEUE_OF, Actor, Status
 
+from ..client_identity import agency_of_client
 from ..clock import utc_now
 from ..tls import peer_certificate
 from . import html
@@ -114,6 +117,8 @@ class Console:
         self.dead_letters = dead_letters
         self.banks = banks if banks is not None else BankDirectory.shipped()
         self.clock = clock
+        self.rate_limiter = None
+        """The API's per-agency token buckets (set by :class:`~adapters.http_api.GatewayHttpApi`)."""
 
     def resource(self):
         return self.app.resource()
@@ -134,7 +139,16 @@ class Console:
         """Run ``handler(view, *extra)`` in the thread pool and write its Reply."""
         cert = peer_certificate(request.transport)
         lang = self._language(request)
-        path = "/console" + request.path.decode("ascii", "replace").split("/console", 1)[-1]
+        path = request.path.decode("ascii", "replace")
+        if self.rate_limiter is not None:
+            agency = agency_of_client(cert) if cert is not None else None
+            wait = self.rate_limiter.take(agency or "")
+            if wait:
+                request.setResponseCode(429)
+                request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+                request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+                request.vgw_outcome = "rate-limited"
+                return f"rate-limited: retry after {wait} s\n".encode()
         headers = {name: request.getHeader(name) for name in ("origin", "sec-fetch-site", "host")}
         body = request.content.read() if post else b""
 
@@ -180,72 +194,92 @@ class Console:
 
     # --- routes -----------------------------------------------------------------------------------------------
 
-    @app.route("/static/console.css", methods=["GET"])
+    @app.route("/console/static/console.css", methods=["GET"])
     def stylesheet(self, request):
         request.setHeader(b"Content-Type", b"text/css; charset=utf-8")
         for name, value in html.SECURITY_HEADERS.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
         return html.STYLESHEET
 
-    @app.route("/", methods=["GET"])
+    @app.route("/console", methods=["GET"])
+    @app.route("/console/", methods=["GET"])
     def home(self, request):
         return self._serve(request, self.home_page)
 
-    @app.route("/vouchers", methods=["GET"])
+    @app.route("/console/vouchers", methods=["GET"])
     def search(self, request):
         return self._serve(request, self.search_page)
 
-    @app.route("/vouchers/<string:voucher_id>", methods=["GET"])
+    @app.route("/console/vouchers/<string:voucher_id>", methods=["GET"])
     def detail(self, request, voucher_id):
         return self._serve(request, self.detail_page, voucher_id)
 
-    @app.route("/vouchers/<string:voucher_id>/receipts/<int:revision>", methods=["GET"])
+    @app.route("/console/vouchers/<string:voucher_id>/receipts/<int:revision>", methods=["GET"])
     def receipt(self, request, voucher_id, revision):
         return self._serve(request, self.receipt_file, voucher_id, revision)
 
-    @app.route("/queue", methods=["GET"])
+    @app.route("/console/queue", methods=["GET"])
     def queue(self, request):
         return self._serve(request, self.queue_page)
 
-    @app.route("/rejections", methods=["GET"])
+    @app.route("/console/rejections", methods=["GET"])
     def rejections(self, request):
         return self._serve(request, self.rejections_page)
 
-    @app.route("/statements", methods=["GET"])
+    @app.route("/console/statements", methods=["GET"])
     def statements(self, request):
         return self._serve(request, self.statements_page)
 
-    @app.route("/prepare", methods=["GET"])
+    @app.route("/console/prepare", methods=["GET"])
     def prepare(self, request):
         return self._serve(request, self.prepare_page)
 
-    @app.route("/prepare", methods=["POST"])
+    @app.route("/console/prepare", methods=["POST"])
     def prepare_post(self, request):
         return self._serve(request, self.prepare_submit, post=True)
 
-    @app.route("/treasury", methods=["GET"])
+    @app.route("/console/treasury", methods=["GET"])
     def treasury(self, request):
         return self._serve(request, self.treasury_page)
 
-    @app.route("/treasury/returns", methods=["GET"])
+    @app.route("/console/treasury/returns", methods=["GET"])
     def returns(self, request):
         return self._serve(request, self.returns_page)
 
-    @app.route("/treasury/unconfirmed", methods=["GET"])
+    @app.route("/console/treasury/unconfirmed", methods=["GET"])
     def unconfirmed(self, request):
         return self._serve(request, self.unconfirmed_page)
 
-    @app.route("/treasury/dead-letters", methods=["GET"])
+    @app.route("/console/treasury/dead-letters", methods=["GET"])
     def dead(self, request):
         return self._serve(request, self.dead_letters_page)
 
-    @app.route("/treasury/dead-letters/replay", methods=["POST"])
+    @app.route("/console/treasury/dead-letters/replay", methods=["POST"])
     def replay(self, request):
         return self._serve(request, self.replay_submit, post=True)
 
-    @app.route("/treasury/budgets", methods=["GET"])
+    @app.route("/console/treasury/budgets", methods=["GET"])
     def budgets(self, request):
         return self._serve(request, self.budgets_page)
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request, failure):
+        """Unknown pages and wrong methods: the routing library's 404/405, as a plain page with our headers."""
+        code = failure.value.code
+        request.vgw_outcome = {404: "not-found", 405: "method-not-allowed"}.get(code, "bad-request")
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        for name, value in html.SECURITY_HEADERS.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return Markup('<!doctype html><title>{0}</title><p id="refusal"><code>{1}</code>: {0}</p>').format(
+            failure.value.name, request.vgw_outcome).encode("utf-8")
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request, failure):
+        log.failure("console error answering {uri}", failure, uri=request.uri.decode("ascii", "replace"))
+        request.setResponseCode(500)
+        request.vgw_outcome = "internal-error"
+        return b"<!doctype html><title>500</title><p>internal error</p>"
 
     # --- agency pages -----------------------------------------------------------------------------------------
 

@@ -231,3 +231,13 @@ def test_queues_rejections_and_statement_links_follow_the_viewers_agency(served,
         b"/v1/statements?format=" + f.encode() + b"&from=2026-11-01&to=2026-11-27" for f in ("csv", "camt053", "pdf")]
     status, content_type, _ = call(served, "GET", links[0].replace(b"&amp;", b"&").decode())
     assert status == 200 and content_type.startswith("text/csv")
+
+
+def test_unknown_pages_and_methods_answer_with_the_console_headers_and_the_api_is_unchanged(served):
+    status, headers, body = fetch(served, "/console/nowhere")
+    assert status == 404 and b"not-found" in body and headers["x-frame-options"] == "DENY"
+    status, headers, _ = fetch(served, "/console/vouchers", form={"csrf": "x"})
+    assert status == 405 and headers["content-security-policy"].startswith("default-src 'self'")
+    assert fetch(served, "/console")[0] == 200
+    status, headers, _ = fetch(served, "/consoles")  # not the console: the API's problem document
+    assert status == 404 and headers["content-type"] == "application/problem+json"
