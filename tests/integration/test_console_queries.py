@@ -111,3 +111,26 @@ def test_no_console_query_scans_a_table_or_sorts_on_sqlite(filled, backend):  # 
         for step in plan:
             assert not re.match(r"SCAN (intake|payments|bank_messages)\b(?! USING (COVERING )?INDEX)", step), (sql, plan)
             assert "TEMP B-TREE" not in step, (sql, plan)
+
+
+def test_the_voucher_page_shows_each_lines_bank_state_and_deposit_notice_from_the_store(filled):
+    from adapters.console.identity import CsrfTokens, Viewer
+    from adapters.console.messages import labels
+    from adapters.console.routes import Console, View
+
+    db, vouchers = filled
+    voucher = next(v for v in vouchers if any(line.notice for line in v.lines))
+    console = Console(intake=None, store=db, csrf=CsrfTokens(b"k" * 32))
+    viewer = Viewer(voucher.agency_code, "CN=test", "ab" * 32)
+    page = console.detail_page(View(viewer, "en", labels("en"), {}, "/console/vouchers/x"), voucher.voucher_id)
+    text = page.body.decode()
+    acks = text.split('id="bank-acks"', 1)[1].split("</table>", 1)[0]
+    for row in db.payments_of(voucher.voucher_id, voucher.revision):
+        assert row.end_to_end_id in acks
+    assert acks.count("<tr>") == len(voucher.lines) + 1 and "pending" in acks
+    notices = text.split('id="notices"', 1)[1].split("</table>", 1)[0]
+    assert notices.count("<tr>") == 1 + sum(1 for line in voucher.lines if line.notice)
+    other = Viewer("379000009A", "CN=other", "cd" * 32)
+    with pytest.raises(Refusal) as refused:
+        console.detail_page(View(other, "en", labels("en"), {}, "/console/vouchers/x"), voucher.voucher_id)
+    assert refused.value.code == "not-found"
