@@ -1,8 +1,9 @@
 """Scale-out: two ``vgw serve --bank-exchange`` processes on one PostgreSQL and one RabbitMQ, the agencies' load
 split across both, and one of them killed with SIGKILL while vouchers are in the approval stages and in the
 bank exchange. The agencies fail over to the survivor (a repeated voucher or action gets its original
-receipt), the survivor's bank exchange takes over what the dead one left (its unconfirmed transfer messages,
-the bank's reports it had not acknowledged: competing consumers on the same quorum queues), and at the end
+receipt), the survivor's bank exchange takes over what the dead one left (the outbox relay's turn, which the
+dead one held, with its unconfirmed transfer messages; the bank's reports it had not acknowledged: competing
+consumers on the same quorum queues), and at the end
 nothing is lost and nothing is paid twice: every voucher is final, the bank booked every EndToEndId once and
 exactly the lines the gateway calls paid, the audit chain holds and the money reconciles."""
 
@@ -15,8 +16,10 @@ import time
 import uuid
 
 import pika
+import psycopg
 
 from adapters.bank_transport import BankTopology
+from adapters.relay_turn import RELAY_LOCK
 from adapters.store_factory import open_store
 from simulators.agency import AgencySimulator
 from simulators.agency_plans import Mix, allotments
@@ -59,6 +62,15 @@ def wait_for_work_in_flight(store_url: str, deadline: float) -> dict[str, int]:
         store.close()
 
 
+def relay_turn_taken(store_url: str, deadline: float) -> None:
+    """Wait until some process holds the store's outbox relay turn (adapters/relay_turn.py)."""
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        while not conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND "
+                               "granted", (RELAY_LOCK,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "no relay took the turn"
+            time.sleep(0.1)  # polling the lock table, with a deadline
+
+
 def test_two_gateways_one_killed_mid_run_nothing_lost_nothing_paid_twice(tmp_path):
     amqp = os.environ["VGW_TEST_AMQP_URL"]
     prefix = f"scale-{uuid.uuid4().hex[:8]}."
@@ -78,6 +90,7 @@ def test_two_gateways_one_killed_mid_run_nothing_lost_nothing_paid_twice(tmp_pat
                                 str(ledger), "--return-rate", "0.05", "--settlement-delay", "0.3", "--seed", "7"],
                                tmp_path / "bank.log")
             doomed = ServedGateway(pki, store, tmp_path / "gateway-1.log", threads=8, extra=gateway_flags, env=env)
+            relay_turn_taken(store, time.monotonic() + 30)  # the doomed one's relay publishes until it dies
             survivor = ServedGateway(pki, store, tmp_path / "gateway-2.log", threads=8, extra=gateway_flags, env=env)
             try:
                 sim = AgencySimulator(pki, "127.0.0.1", doomed.port, more_gateways=(("127.0.0.1", survivor.port),),
@@ -92,6 +105,7 @@ def test_two_gateways_one_killed_mid_run_nothing_lost_nothing_paid_twice(tmp_pat
                 doomed.process.wait(timeout=10)
                 day.join(timeout=200)
                 assert not day.is_alive(), "the agencies did not finish"
+                relay_turn_taken(store, time.monotonic() + 5)  # by the survivor: the dead one's went with it
             finally:
                 for gateway in (doomed, survivor):
                     gateway.stop()
