@@ -169,6 +169,10 @@ class NoticeSql:
         if state is not None:
             where += " AND state = ?"
             params.append(state.value)
+            if state in (NoticeState.BOUNCED, NoticeState.FAILED):
+                # the partial index's own condition, word for word: SQLite uses a partial index only when the
+                # query repeats it (it does not infer it from the equality)
+                where += " AND state IN ('bounced', 'failed')"
         rows = self._read(self._sql(f"SELECT {_ROW_COLUMNS} FROM deposit_notices WHERE {where} "
                                     "ORDER BY end_to_end_id LIMIT ?"), (*params, limit))
         return [self._notice_row(r) for r in rows]

@@ -239,6 +239,8 @@ def test_a_5xx_is_recorded_as_a_bounce_with_the_servers_reply_and_never_tried_ag
     bounced = rows_of(store, vouchers)[row.end_to_end_id]
     assert (bounced.state, bounced.attempts, bounced.last_error) == (NoticeState.BOUNCED, 1,
                                                                      "550 5.1.1 no such user here")
+    assert [r.end_to_end_id for r in store.notice_rows(state=NoticeState.BOUNCED)] == [row.end_to_end_id]
+    assert row.end_to_end_id not in {r.end_to_end_id for r in store.notice_rows(state=NoticeState.FAILED)}
     [entry] = [e for e in store.history(f"{row.voucher_id}#{row.revision}") if e.event.action == "notice.bounced"]
     assert entry.event.detail["reply"] == "550 5.1.1 no such user here" and entry.event.detail["line"] == row.line_number
 
