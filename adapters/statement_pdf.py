@@ -70,10 +70,10 @@ PAD = 1.5
 
 # (header, width in points); the widths add up to the frame's width on A4 landscape (about 785 pt).
 COLUMNS = (
-    ("日期\nDate", 44), ("類別\nEntry", 34), ("傳票號碼\nVoucher", 92), ("版次-序號\nRev-Line", 34),
-    ("受款人\nPayee", 100), ("銀行-分行\nBank", 40), ("帳號\nAccount", 66), ("金額 (NT$)\nAmount", 56),
-    ("狀態\nState", 44), ("退匯原因\nReturn reason", 105), ("銀行參考號\nBank reference", 82),
-    ("付款日\nPaid on", 44), ("入帳日\nBooked on", 44),
+    ("日期\nDate", 40), ("類別\nEntry", 33), ("傳票號碼\nVoucher", 92), ("版次-序號\nRev-Line", 36),
+    ("受款人\nPayee", 92), ("銀行-分行\nBank", 36), ("帳號\nAccount", 62), ("金額 (NT$)\nAmount", 58),
+    ("狀態\nState", 39), ("退匯原因\nReturn reason", 125), ("銀行參考號\nBank reference", 92),
+    ("付款日\nPaid on", 40), ("入帳日\nBooked on", 40),
 )
 AMOUNT_COLUMN = 7
 WRAPPING = (4, 9, 10)  # payee, reason, bank reference: these may be wider than their column
@@ -98,7 +98,7 @@ def statement_pdf(statement: Statement, font: str, *, roc: bool = False) -> byte
     made = statement.created_at.astimezone(TAIPEI)
     doc = BaseDocTemplate(
         out, pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN + 6 * mm,
-        bottomMargin=MARGIN + 4 * mm, invariant=True, title=f"{TITLE} {statement.statement_id}",
+        bottomMargin=MARGIN + 6 * mm, invariant=True, title=f"{TITLE} {statement.statement_id}",
         author="臺北市政府 voucher-gateway", subject=f"{statement.agency} {day(statement.period.start)} – "
         f"{day(statement.period.end)}", creator="voucher-gateway")
     frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body", leftPadding=0,

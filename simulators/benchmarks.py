@@ -159,3 +159,7 @@ def register(registry) -> None:
     from .bench_bank import register as register_bank  # `vgw bench bank`, same group
 
     register_bank(registry)
+
+    from .bench_statement import register as register_statement  # `vgw bench statement`, same group
+
+    register_statement(registry)
