@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/vgw bench approvals
 	$(BIN)/vgw bench bank
 	scripts/with-test-services sh -c '$(BIN)/vgw bench bank --amqp "$$VGW_TEST_AMQP_URL"'
+	$(BIN)/vgw bench statement
 	$(BIN)/vgw sim year --scale 0.01
 
 clean:
