@@ -35,7 +35,7 @@ from . import html
 from .html import Markup, field, link, money, select, table
 from .identity import CsrfTokens, Viewer, cross_site, viewer_of
 from .messages import DEFAULT_LANGUAGE, LANGUAGES, labels
-from .reads import ConsoleReads
+from .reads import ConsoleReads, decode, encode
 from .voucher_form import CHOICES, FORM_LINES, HEADER_FIELDS, LINE_FIELDS, build_voucher, line_field
 
 log = Logger(namespace="vgw.console")
@@ -427,7 +427,6 @@ class Console:
         status = QUEUE_OF[Actor(role)]
         after = None
         if view.arg("cursor"):
-            from .reads import decode
             after = decode(view.arg("cursor"), "tsi")
         agency = None if role == "treasury" else self._scope(view)
         records = self.store.queue(status.value, agency=agency, limit=PAGE + 1, after=after)
@@ -436,7 +435,6 @@ class Console:
             select("role", t["queue_of"], [(r, r) for r in roles], role), t["show"])
         body = form + (self._voucher_table(t, records) or Markup('<p id="results">{}</p>').format(t["no_results"]))
         if more:
-            from .reads import encode
             last = records[-1]
             body += Markup("<p>{}</p>").format(link("/console/queue", t["next_page"], role=role,
                                                     cursor=encode(last.status_at, last.voucher_id, last.revision)))
