@@ -116,7 +116,8 @@ def test_no_console_query_scans_a_table_or_sorts_on_sqlite(filled, backend):  # 
 def test_the_voucher_page_shows_each_lines_bank_state_and_deposit_notice_from_the_store(filled):
     from adapters.console.identity import CsrfTokens, Viewer
     from adapters.console.messages import labels
-    from adapters.console.routes import Console, View
+    from adapters.console.routes import Console
+    from adapters.console.view import View
 
     db, vouchers = filled
     voucher = next(v for v in vouchers if any(line.notice for line in v.lines))
