@@ -4,8 +4,10 @@ Design notes kept with the schema:
 - A row is written in the SAME transaction as its payment line (``record_batch``) when the voucher line
   carries a <Notice>, in state ``waiting``; the booking (the line moving to ``paid`` in ``record_report``)
   turns it ``pending`` in that report's transaction, and a return (退匯) before the notice left cancels it.
-  The payment's EndToEndId is the primary key and (voucher_id, revision, line_number) is unique, so a line
-  can never have two notices, whether its booking is reported twice or a crash repeats a step.
+  The payment's EndToEndId is the primary key (and names the payments row, which is unique per voucher,
+  revision and line), so a line can never have two notices, whether its booking is reported twice or a crash
+  repeats a step. Voucher, revision, line and agency are read from the payments row, not copied: every
+  copied column is one more write per line on the bank day's critical path.
 - Why write it at batching and not only at booking: the channel and address come from the signed voucher,
   which the booking no longer parses; copying them when the line is written keeps the booking one UPDATE.
 - The worker claims due rows with a lease (``claim`` token + ``lease_until``), on PostgreSQL through
@@ -25,10 +27,6 @@ DESCRIPTION = "deposit_notices"
 
 _TABLE = """CREATE TABLE deposit_notices (
     end_to_end_id TEXT{C} PRIMARY KEY REFERENCES payments (end_to_end_id),
-    voucher_id TEXT{C} NOT NULL,
-    revision INTEGER NOT NULL,
-    line_number INTEGER NOT NULL,
-    agency TEXT{C} NOT NULL,
     channel TEXT NOT NULL CHECK (channel IN ('email', 'fax', 'post')),
     address TEXT NOT NULL,
     post_code TEXT,
@@ -40,11 +38,9 @@ _TABLE = """CREATE TABLE deposit_notices (
     claim TEXT,
     last_error TEXT,
     message_id TEXT,
-    created_at {TIME} NOT NULL,
     booked_at {TIME},
     sent_at {TIME},
-    changed_at {TIME} NOT NULL,
-    UNIQUE (voucher_id, revision, line_number)
+    changed_at {TIME} NOT NULL
 )"""
 _INDEXES = [
     "CREATE INDEX deposit_notices_due ON deposit_notices (next_attempt_at) WHERE state = 'pending'",

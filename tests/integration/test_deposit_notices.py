@@ -112,11 +112,9 @@ def test_each_booked_line_that_asked_gets_one_notice_even_when_the_booking_is_re
     first = next(iter(rows.values()))
     with pytest.raises(Exception):
         with store._notice_tx() as conn:
-            conn.execute(store._sql("INSERT INTO deposit_notices (end_to_end_id, voucher_id, revision, line_number, "
-                                    "agency, channel, address, purpose, state, created_at, changed_at) SELECT "
-                                    "end_to_end_id, voucher_id, revision, line_number, agency, channel, address, "
-                                    "purpose, state, created_at, changed_at FROM deposit_notices WHERE "
-                                    "end_to_end_id = ?"), (first.end_to_end_id,))
+            conn.execute(store._sql("INSERT INTO deposit_notices (end_to_end_id, channel, address, purpose, state, "
+                                    "changed_at) SELECT end_to_end_id, channel, address, purpose, state, changed_at "
+                                    "FROM deposit_notices WHERE end_to_end_id = ?"), (first.end_to_end_id,))
 
 
 def test_a_line_returned_before_its_notice_left_is_never_told(store, pki):
