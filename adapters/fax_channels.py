@@ -54,11 +54,16 @@ class FaxByEmail:
 
     def deliver(self, notice: DepositNotice, text: NoticeText) -> defer.Deferred:
         mid = notice_message_id(notice.end_to_end_id, self.sender.settings.domain)
-        pdf = render_letters([(notice, text)], font=self.font()) if self.font else None
-        body = build_message(text, sender=sender_address(self.sender.settings.sender), to=self.address(
-            notice.target.address), message_id=mid, at=self.clock(), html=False, pdf=pdf,
-            pdf_name=f"{notice.end_to_end_id}.pdf")
-        return self.sender.send(self.address(notice.target.address), body).addCallback(lambda r: (r, mid))
+        to = self.address(notice.target.address)
+
+        def build() -> bytes:  # rendering the page is CPU work: off the reactor
+            pdf = render_letters([(notice, text)], font=self.font()) if self.font else None
+            return build_message(text, sender=sender_address(self.sender.settings.sender), to=to, message_id=mid,
+                                 at=self.clock(), html=False, pdf=pdf, pdf_name=f"{notice.end_to_end_id}.pdf")
+
+        d = deferToThread(build)
+        d.addCallback(lambda body: self.sender.send(to, body))
+        return d.addCallback(lambda result: (result, mid))
 
 
 class FaxSpool:

@@ -46,8 +46,10 @@ log = Logger(namespace="vgw.notices")
 @dataclass(frozen=True)
 class NoticeWorkerSettings:
     poll_seconds: float = 10.0
-    batch: int = 50
     concurrency: int = 5
+    batch: int = 10
+    """Notices claimed at once: at most two rounds of ``concurrency``, so a batch ends (each send is bounded by
+    twice the SMTP timeout) well within the lease it was claimed under."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     letters_dir: Path | None = None
     letters_at: datetime.time = datetime.time(16, 0)
@@ -156,7 +158,13 @@ class NoticeWorker:
             log.warn("deposit notice of {id} {state} ({channel} {address}): {why}", id=notice.end_to_end_id,
                      state=outcome.state.value, channel=notice.target.channel.value, address=notice.target.address,
                      why=outcome.last_error)
-        return deferToThread(self.store.record_notice_outcome, notice, outcome, message_id=mid, event=event)
+        d = deferToThread(self.store.record_notice_outcome, notice, outcome, message_id=mid, event=event)
+
+        def recorded(stored: bool) -> None:
+            if not stored:  # the lease ran out mid-send and another worker took the notice: it may go twice
+                log.warn("deposit notice of {id}: its lease ran out before the outcome ({state}) was recorded",
+                         id=notice.end_to_end_id, state=outcome.state.value)
+        return d.addCallback(recorded)
 
     def _daily_letters(self) -> defer.Deferred:
         now = self.clock().astimezone(TAIPEI)

@@ -63,19 +63,38 @@ class SmtpSender:
     def send(self, to: str, message: bytes) -> defer.Deferred:
         """Deliver ``message`` to ``to``; fires with an :class:`AttemptResult` (never errbacks)."""
         s = self.settings
-        done: defer.Deferred = defer.Deferred()
+        sending: list = []
+
+        def cancel(_d) -> None:  # as twisted.mail.smtp.sendmail does: no retry, drop the connection
+            factory, connector = sending
+            factory.sendFinished = True
+            if factory.currentProtocol is not None:
+                factory.currentProtocol.transport.abortConnection()
+            else:
+                connector.disconnect()
+
+        done: defer.Deferred = defer.Deferred(cancel)
         factory = smtp.ESMTPSenderFactory(
             s.username.encode() if s.username else None, s.password.encode() if s.password else None,
             s.sender, [to], BytesIO(message), done, retries=0, timeout=s.timeout, contextFactory=self._tls,
             heloFallback=not s.require_tls and not s.username, requireAuthentication=bool(s.username),
             requireTransportSecurity=s.require_tls, hostname=s.host)
         factory.domain = (s.helo or s.domain).encode("idna")
-        self.reactor.connectTCP(s.host, s.port, factory, timeout=s.timeout)
+        sending += [factory, self.reactor.connectTCP(s.host, s.port, factory, timeout=s.timeout)]
+        # ``timeout`` is Twisted's idle timeout, reset by every byte: a server dripping its answers could hold a
+        # notice (and its lease) for ever, so the whole session is bounded too
+        done.addTimeout(s.timeout * 2, self.reactor, onTimeoutCancel=_session_timeout)
         done.addCallbacks(_delivered, _failed)
         return done
 
 
+def _session_timeout(_result, after: float) -> AttemptResult:
+    return AttemptResult(Result.TRANSIENT, f"the mail server did not finish the session within {after:g} s")
+
+
 def _delivered(result) -> AttemptResult:
+    if isinstance(result, AttemptResult):  # the session's deadline passed
+        return result
     _count, addresses = result
     code, reply = 250, b"accepted"
     if addresses:

@@ -201,7 +201,7 @@ class RetryPolicy:
     first: datetime.timedelta = datetime.timedelta(minutes=1)
     cap: datetime.timedelta = datetime.timedelta(hours=1)
     max_attempts: int = 8
-    lease: datetime.timedelta = datetime.timedelta(minutes=5)
+    lease: datetime.timedelta = datetime.timedelta(minutes=10)
     """How long a claimed notice is the claimer's; after that, another worker may take it (the first died)."""
 
     def __post_init__(self) -> None:

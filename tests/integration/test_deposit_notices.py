@@ -296,6 +296,21 @@ def test_smtp_auth_works_and_a_refusal_of_the_gateway_itself_is_not_taken_for_a_
     assert mailbox.to("b@example.com.tw") == mailbox.to("c@example.com.tw") == []
 
 
+def test_a_mail_server_that_never_answers_costs_one_bounded_attempt(reactor_thread):
+    import socket
+    import time
+
+    from gateway.deposit_notices import Result
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        sender = SmtpSender(SmtpSettings("127.0.0.1", silent.getsockname()[1], timeout=1.0), reactor=reactor_thread)
+        started = time.monotonic()
+        answer = call(reactor_thread, sender.send, "a@example.com.tw", b"Subject: x\n\nhello\n")
+    assert answer.result is Result.TRANSIENT and time.monotonic() - started < 5, answer
+
+
 # --- fax and post ------------------------------------------------------------------------------------------------
 
 
