@@ -35,6 +35,7 @@ RETURN_ADDRESS = f"{SENDER} 110204 臺北市信義區市府路1號"
 def render_letters(pages: Sequence[tuple[DepositNotice, NoticeText]], *, font: str) -> bytes:
     """One A4 page per notice, in order; ``font`` a registered reportlab font with CJK glyphs
     (adapters/cjk_font.py ``cjk_font_name``)."""
+    from reportlab.lib.utils import simpleSplit
     from reportlab.pdfgen.canvas import Canvas
 
     out = io.BytesIO()
@@ -61,8 +62,11 @@ def render_letters(pages: Sequence[tuple[DepositNotice, NoticeText]], *, font: s
         y -= 10 * _MM
         for label, value in text.lines:
             pdf.drawString(25 * _MM, y, f"{label}：")
-            pdf.drawString(55 * _MM, y, value)
-            y -= 8 * _MM
+            # a purpose or payee name may be long (140 characters): wrapped within the right margin
+            for part in simpleSplit(value, font, 11, width - 75 * _MM) or [""]:
+                pdf.drawString(55 * _MM, y, part)
+                y -= 6 * _MM
+            y -= 2 * _MM
         y -= 6 * _MM
         pdf.setFont(font, 9)
         pdf.drawString(25 * _MM, y, "本通知由市庫集中支付系統產生。如有疑問，請洽付款機關。")
