@@ -18,8 +18,8 @@ Measured per format (csv, camt053, pdf), ``--repeat`` times, the median reported
 - ``rss_mib_after``: the process's peak RSS (ru_maxrss) after that format's runs; a format that raises
   it needed more memory than everything before it.
 
-The PDF's first run also pays reportlab's import and the font's registration (``pdf_first_call_s``,
-reported apart and not in the median).
+The PDF's first run also pays reportlab's import and the font's registration: it is reported apart as the
+PDF's ``first_call_s`` (the whole call) and left out of the median.
 """
 
 from __future__ import annotations
