@@ -156,7 +156,7 @@ def _entries(statement: Statement, font: str, day: Callable[[datetime.date | Non
         return Paragraph("本期無明細 (no entries in this period)",
                          ParagraphStyle("empty", fontName=font, fontSize=9, leading=12))
     widths = [width for _, width in COLUMNS]
-    covered = _coverage(font)
+    covered = font_coverage(font)
     rows = []
     for entry in statement.entries:
         line = entry.line
@@ -241,7 +241,7 @@ def printable(text: str, covered: Container[int] | None) -> str:
     return "".join(ch if ord(ch) in covered else f"〔U+{ord(ch):04X}〕" for ch in text)
 
 
-def _coverage(font: str) -> Container[int] | None:
+def font_coverage(font: str) -> Container[int] | None:
     """The code points ``font`` has glyphs for: a TrueType font's cmap; None for a CID font (not known)."""
     face = getattr(getFont(font), "face", None)
     return getattr(face, "charToGlyph", None)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from adapters.cjk_font import FALLBACK_CID_FONT, find_and_register
-from adapters.statement_pdf import TITLE, _coverage, amount_text, printable, statement_pdf
+from adapters.statement_pdf import TITLE, amount_text, font_coverage, printable, statement_pdf
 from gateway.bank_payments import LineState
 from gateway.statements import Period, StatementLine, build_statement
 
@@ -115,10 +115,10 @@ def test_an_empty_period_says_so(font):
        .map(str.strip).filter(bool))
 def test_any_payee_name_up_to_the_schemas_100_characters_renders_and_reads_back(font, name):
     text = pages(statement_pdf(build_statement("379000001A", NOV, [line(1, name=name)], 0, AT), font))
-    assert len(text) == 1 and squeezed(printable(name, _coverage(font))) in squeezed(text[0])
+    assert len(text) == 1 and squeezed(printable(name, font_coverage(font))) in squeezed(text[0])
 
 
 def test_a_character_the_font_lacks_is_printed_as_its_code_point_not_as_a_blank(font):
-    assert ord("蜝") not in _coverage(font) and ord("堃") in _coverage(font)  # 蜝 (U+871D) is not in AR PL UMing
+    assert ord("蜝") not in font_coverage(font) and ord("堃") in font_coverage(font)  # 蜝 (U+871D) is not in AR PL UMing
     [text] = pages(statement_pdf(build_statement("379000001A", NOV, [line(1, name="林蜝堃")], 0, AT), font))
     assert "林〔U+871D〕堃" in squeezed(text)
