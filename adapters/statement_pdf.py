@@ -10,7 +10,9 @@ laid out with reportlab's platypus on A4 landscape:
   未付退回, 處理中), voucher id, revision-line, payee, bank-branch, account, amount (whole NT$ with thousands
   separators, right-aligned), the line's state now, the return reason, the bank's reference, paid and
   booked dates; after the last row 以上空白 with the count;
-- on every page the agency, period and statement id at the top and 第 N 頁 / 共 M 頁 at the bottom.
+- at the top of every later page the title, agency and period; at the foot of every page 第 N 頁 / 共 M 頁
+  and the statement id;
+- a character the font has no glyph for is printed as its code point (:func:`printable`).
 
 The payee's account is printed in full, as in the CSV: the statement goes only to the agency that made the
 payments (over its mTLS identity), and an accountant checking a return for AC01 (wrong account) must see
@@ -22,9 +24,10 @@ a font registered by adapters/cjk_font.py in, bytes out, written to memory only)
 same statement gives the same bytes (reportlab's invariant mode; the PDF's creation date is the
 statement's ``created_at``).
 
-Speed: a platypus ``LongTable`` computes row heights only as far as a page needs when it splits, so an
-agency-year of 10,000 lines stays linear; cells are plain strings (no markup parsing) unless the text is
-wider than its column, when a wrapping Paragraph is used.
+Speed (an agency-year of 10,000 lines is ~250 pages): the rows go to the page as one platypus Table per
+page, cut by :class:`_EntryRows` from the room the frame reports, so the work is linear in the rows (a
+single LongTable re-styles every remaining row at each page split); cells are plain strings, broken into
+lines by hand where too wide, never Paragraphs (no markup parsed per cell). BENCHMARKS.md, "Statements".
 """
 
 from __future__ import annotations
