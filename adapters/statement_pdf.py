@@ -27,7 +27,7 @@ statement's ``created_at``).
 Speed (an agency-year of 10,000 lines is ~250 pages): the rows go to the page as one platypus Table per
 page, cut by :class:`_EntryRows` from the room the frame reports, so the work is linear in the rows (a
 single LongTable re-styles every remaining row at each page split); cells are plain strings, broken into
-lines by hand where too wide, never Paragraphs (no markup parsed per cell). BENCHMARKS.md, "Statements".
+lines by hand where too wide, never Paragraphs (no markup parsed per cell). BENCHMARKS.md, `vgw bench statement`.
 """
 
 from __future__ import annotations
