@@ -295,7 +295,7 @@ class GatewayHttpApi:
 
     @app.route("/v1/statements", methods=["GET"])
     def statement(self, request):
-        """The caller's statement (對帳單) as CSV or camt.053: rate limit, the strict query (400 when bad)."""
+        """The caller's statement (對帳單) as CSV, camt.053 or PDF: rate limit, the strict query (400 when bad)."""
         instance = request.uri.decode("ascii", "replace")
         cert, limited = self._caller(request)
         if limited:
