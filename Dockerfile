@@ -31,7 +31,9 @@ VOLUME ["/etc/vgw"]
 EXPOSE 8443
 # /readyz needs a client certificate, so the image's own check asks the metrics listener inside the container
 # (the process and its reactor answer); compose.yaml checks /readyz with a certificate (adapters/health_check.py).
+# The check asks the listener VGW_METRICS_LISTEN names; that variable beats metrics.listen in vgw.toml
+# (environment > file), so move the listener with -e VGW_METRICS_LISTEN=..., not in the file.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-m", "adapters.health_check", "http://127.0.0.1:9100/metrics"]
+  CMD ["python", "-m", "adapters.health_check"]
 ENTRYPOINT ["vgw"]
 CMD ["serve", "--config", "/etc/vgw/vgw.toml"]

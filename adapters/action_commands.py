@@ -31,6 +31,7 @@ from gateway.workflow import Actor
 from gateway.xml_safety import parse_untrusted
 
 from .clock import utc_now
+from .pki_manifest import read_pki_manifest
 from .voucher_commands import _load_signing_material, read_input
 
 _VOUCHER_ID = re.compile(r"[0-9]{9}[A-Z0-9]-[0-9]{3}-[0-9A-Z]{1,12}\Z")
@@ -119,7 +120,7 @@ def _tls_files(args: argparse.Namespace) -> tuple[str, str, str]:
     """(client cert, client key, CA file): given outright, or from a `vgw pki init` folder and an agency."""
     if args.pki:
         try:
-            manifest = json.loads((Path(args.pki) / "manifest.json").read_text(encoding="utf-8"))
+            manifest = read_pki_manifest(args.pki)
             agencies = manifest["agencies"]
             agency = args.agency or next(iter(agencies))
             tls = agencies[agency]["tls"]

@@ -13,6 +13,7 @@ Exit 0 when the answer is 200, else 1 with one line saying why (Docker keeps it 
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
 import sys
 import urllib.error
@@ -39,10 +40,20 @@ def check(url: str, *, ca: str | None = None, cert: str | None = None, key: str 
     return None
 
 
+def _metrics_url() -> str:
+    """The plain-HTTP metrics listener of this container: VGW_METRICS_LISTEN (a wildcard host asked on
+    loopback), else 127.0.0.1:9100."""
+    listen = os.environ.get("VGW_METRICS_LISTEN") or "127.0.0.1:9100"
+    host, _, port = listen.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}/metrics"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.health_check", description=__doc__.split("\n")[0])
-    parser.add_argument("url", nargs="?", default="http://127.0.0.1:9100/metrics",
-                        help="what to ask (default: the metrics listener, http://127.0.0.1:9100/metrics)")
+    parser.add_argument("url", nargs="?", default=_metrics_url(),
+                        help="what to ask (default: the metrics listener VGW_METRICS_LISTEN names, else "
+                             "http://127.0.0.1:9100/metrics)")
     parser.add_argument("--ca", help="CA certificates (PEM) the gateway's certificate chains to")
     parser.add_argument("--cert", help="a client certificate (PEM) the gateway trusts, for https:// URLs")
     parser.add_argument("--key", help="its private key (PEM)")

@@ -40,6 +40,8 @@ from gateway.voucher_model import Voucher
 from gateway.voucher_xml import voucher_to_xml
 from gateway.workflow import Actor
 
+from adapters.pki_manifest import read_pki_manifest
+
 from .agency_plans import STAGES, AgencyMix, Mix, Plan, corrected, re_remittance
 from .mtls_load import Connection
 from .pki.layout import load_cert, load_key
@@ -155,7 +157,7 @@ class AgencySimulator:
                  run_tag: str | None = None, mix: Mix = Mix(), concurrency: int = 4, rate: float = 0.0,
                  poll_seconds: float = 1.0, today: datetime.date | None = None, evidence: Path | None = None,
                  more_gateways: tuple[tuple[str, int], ...] = ()) -> None:
-        manifest = json.loads((pki_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_pki_manifest(pki_dir)
         known = sorted(manifest["agencies"])
         chosen = agencies or known
         unknown = sorted(set(chosen) - set(known))

@@ -100,17 +100,16 @@ class VoucherFactory:
 
 
 def _new(args) -> int:
-    import json
     import sys
     from pathlib import Path
 
     from adapters.cli import CliError
     from adapters.clock import taipei_today
+    from adapters.pki_manifest import read_pki_manifest
     from gateway.voucher_xml import voucher_to_xml
 
-    manifest_path = Path(args.pki) / "manifest.json"
     try:
-        agencies = json.loads(manifest_path.read_text(encoding="utf-8"))["agencies"]
+        agencies = read_pki_manifest(args.pki)["agencies"]
     except OSError:
         raise CliError(f"{args.pki} is not a PKI folder made by `vgw pki init` (no manifest.json)") from None
     if args.agency not in agencies:

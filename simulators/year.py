@@ -25,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
+from adapters.pki_manifest import read_pki_manifest
+
 from .agency import AgencySimulator
 from .agency_plans import Mix, allotments
 from .demo import BANK_TIMING, BankProcess, audit_json, fresh_sqlite, last_json_line, ledger_tally
@@ -49,7 +51,7 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
         manifest = init_pki(work / "pki", agencies=agencies, now=datetime.datetime.now(datetime.timezone.utc))
         pki = Path(manifest["dir"])
     else:
-        manifest = json.loads((pki / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_pki_manifest(pki)
     codes = sorted(manifest["agencies"])[:agencies]
     today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
     store_url = store or fresh_sqlite(work / "year.sqlite3")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from adapters.health_check import main as health_check
@@ -112,3 +113,20 @@ def test_the_health_check_passes_for_a_running_gateway_and_fails_without_one_or_
         gateway.stop()
     assert health_check([readyz, *certificate, "--timeout", "2"]) == 1  # nobody listening
     assert health_check([metrics, "--timeout", "2"]) == 1
+
+
+@pytest.mark.parametrize("listen, url", [
+    (None, "http://127.0.0.1:9100/metrics"),
+    ("0.0.0.0:9200", "http://127.0.0.1:9200/metrics"),
+    ("10.0.0.7:9300", "http://10.0.0.7:9300/metrics"),
+    ("[::]:9400", "http://[::1]:9400/metrics"),
+])
+def test_the_image_health_check_asks_the_metrics_listener_the_environment_names(monkeypatch, listen, url):
+    """VGW_METRICS_LISTEN beats metrics.listen in the file, so the image's check follows the variable."""
+    from adapters.health_check import _metrics_url
+
+    if listen is None:
+        monkeypatch.delenv("VGW_METRICS_LISTEN", raising=False)
+    else:
+        monkeypatch.setenv("VGW_METRICS_LISTEN", listen)
+    assert _metrics_url() == url
