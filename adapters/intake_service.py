@@ -26,7 +26,8 @@ from gateway.iso_codes import describe_reason
 from gateway.receipts import build_receipt, new_receipt_id, sign_receipt
 from gateway.roles import Role
 from gateway.signing import SignerKey
-from gateway.store import AlreadyStored, AuditEntry, StatusChanged, IntakeRecord, VoucherStore, received_intake, utc_text
+from gateway.store import (AlreadyStored, AuditEntry, IntakeRecord, StatusChanged, StoreError, VoucherStore,
+                           received_intake, utc_text)
 from gateway.workflow import AWAITING, Status
 from gateway.working_days import DateOutsideCalendar, WorkingDayCalendar
 from gateway.voucher_check import check_signed_voucher
@@ -205,12 +206,17 @@ class IntakeService:
         connected; otherwise 503 ``not-ready``, so that an orchestrator holds traffic and alerts instead of
         agencies' messages piling up unanswered. ``amqp_intake`` (an :class:`~adapters.amqp_intake.AmqpIntake`)
         is set by ``vgw serve`` when AMQP is configured; ``connected`` is a flag, safe from this worker thread.
-        A store that does not answer raises, which is answered 500."""
+        A store that fails its round trip is ``not-ready`` too (logged): an outage, not a bug of ours."""
         if self.amqp_intake is not None and not self.amqp_intake.connected:
             answer = Answer.problem(Refusal("not-ready", "the AMQP intake is not connected to its broker; it is "
                                             "reconnecting"), "/readyz")
             return Answer(answer.status, answer.content_type, answer.body, {"Retry-After": "5"}, outcome="not-ready")
-        self.store.revisions("readiness-probe")  # a round trip to the store
+        try:
+            self.store.revisions("readiness-probe")  # a round trip to the store
+        except StoreError as exc:
+            log.warn("readiness: the store does not answer: {error}", error=str(exc))
+            answer = Answer.problem(Refusal("not-ready", "the store does not answer"), "/readyz")
+            return Answer(answer.status, answer.content_type, answer.body, {"Retry-After": "5"}, outcome="not-ready")
         return Answer(200, "application/json", json.dumps({"status": "ready"}).encode())
 
 
