@@ -50,8 +50,11 @@ class NoticeSql:
 
     def _book_notices(self, conn, lines: Sequence[LineChange], stamp) -> None:
         """With ``record_report``: a line booked (paid) arms its notice, due at once; a line returned (退匯)
-        before its notice left cancels it. A notice in flight (leased) is left to its sender. One UPDATE per
-        500 lines: a report books up to 5,000, and a statement each cost the bank day's acknowledgements."""
+        before its notice left cancels it, leased (in flight) or not: a sender that then gets a 4xx or dies
+        must not send it later (a payee is never told of money that came back). Only a mail the server
+        really accepted is recorded ``sent`` over the cancel, since that is the truth about what left; every
+        other outcome leaves the row cancelled (record_notice_outcome). One UPDATE per 500 lines: a report
+        books up to 5,000, and a statement each cost the bank day's acknowledgements."""
         paid = [c.end_to_end_id for c in lines if c.new is LineState.PAID]
         returned = [c.end_to_end_id for c in lines if c.new is LineState.RETURNED]
         for start in range(0, len(paid), 500):
@@ -65,8 +68,8 @@ class NoticeSql:
             conn.execute(self._sql(
                 "UPDATE deposit_notices SET state = 'cancelled', next_attempt_at = NULL, changed_at = ?, "
                 "last_error = 'the payment was returned (退匯) before the notice was sent' "
-                f"WHERE end_to_end_id IN ({', '.join('?' for _ in chunk)}) AND (state = 'waiting' OR "
-                "(state = 'pending' AND (lease_until IS NULL OR lease_until < ?)))"), (stamp, *chunk, stamp))
+                f"WHERE end_to_end_id IN ({', '.join('?' for _ in chunk)}) AND state IN ('waiting', 'pending')"),
+                (stamp, *chunk))
 
     # --- the worker -------------------------------------------------------------------------------------------
 
@@ -95,7 +98,8 @@ class NoticeSql:
                 conn.execute(self._sql(
                     "UPDATE deposit_notices SET attempts = attempts + 1, claim = ?, lease_until = ?, changed_at = ? "
                     "WHERE end_to_end_id IN (SELECT n.end_to_end_id FROM deposit_notices n JOIN payments p ON "
-                    "p.end_to_end_id = n.end_to_end_id WHERE n.state = 'pending' AND n.next_attempt_at <= ? AND "
+                    "p.end_to_end_id = n.end_to_end_id WHERE n.state = 'pending' AND p.state = 'paid' AND "
+                    "n.next_attempt_at <= ? AND "
                     f"(n.lease_until IS NULL OR n.lease_until < ?) AND n.channel IN ({kinds}){paid} "
                     f"ORDER BY n.next_attempt_at, n.end_to_end_id LIMIT ?{skip})"),
                     (token, self._time_param(now + lease), at, at, at, *(c.value for c in channels), *paid_params,
@@ -128,11 +132,12 @@ class NoticeSql:
     def record_notice_outcome(self, notice: DepositNotice, outcome: Outcome, *, message_id: str | None,
                               event: AuditEvent | None) -> bool:
         at = self._time_param(event.at if event is not None else datetime.datetime.now(datetime.timezone.utc))
-        # a retry goes back to pending only if nothing cancelled it meanwhile; a final outcome is the truth
-        # about what left, whatever happened to the row since it was claimed
-        state = ("CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'pending' END"
-                 if outcome.state is NoticeState.PENDING else "?")
-        params = () if outcome.state is NoticeState.PENDING else (outcome.state.value,)
+        # a row cancelled meanwhile (the payment returned while the notice was in flight) stays cancelled,
+        # so it is never claimed again; only ``sent`` overrides it, because that mail did leave
+        if outcome.state is NoticeState.SENT:
+            state, params = "?", (outcome.state.value,)
+        else:
+            state, params = "CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE ? END", (outcome.state.value,)
         statement = self._sql(
             f"UPDATE deposit_notices SET state = {state}, next_attempt_at = ?, last_error = ?, "
             "message_id = COALESCE(?, message_id), sent_at = COALESCE(?, sent_at), lease_until = NULL, claim = NULL, "

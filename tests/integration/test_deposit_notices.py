@@ -126,6 +126,55 @@ def test_a_line_returned_before_its_notice_left_is_never_told(store, pki):
                                channels=tuple(Channel)) == []
 
 
+def return_line(store, end_to_end_id: str, at: datetime.datetime) -> None:
+    """The bank returns (退匯) a paid line, as a report's booking does: the payment and its notice together."""
+    from gateway.bank_store import LineChange
+    with store._notice_tx() as conn:
+        conn.execute(store._sql("UPDATE payments SET state = 'returned' WHERE end_to_end_id = ?"), (end_to_end_id,))
+        store._book_notices(conn, [LineChange(end_to_end_id, LineState.PAID, LineState.RETURNED, None)],
+                            store._time_param(at))
+
+
+@pytest.mark.parametrize("outcome_state", [NoticeState.PENDING, NoticeState.FAILED])
+def test_a_line_returned_while_its_notice_is_in_flight_is_never_told_after_a_retry(store, pki, outcome_state):
+    from gateway.deposit_notices import Outcome
+    vouchers = day(6, seed=14)
+    book(store, pki, vouchers)
+    at = NOW + datetime.timedelta(minutes=1)
+    [notice, *others] = store.claim_notices(at, lease=POLICY.lease, limit=100)
+    return_line(store, notice.end_to_end_id, at + datetime.timedelta(seconds=5))  # inside the lease
+    retry = Outcome(outcome_state, at + datetime.timedelta(seconds=30) if outcome_state is NoticeState.PENDING
+                    else None, "451 4.7.1 greylisted", None)
+    assert store.record_notice_outcome(notice, retry, message_id=None, event=None) is True
+    assert rows_of(store, vouchers)[notice.end_to_end_id].state is NoticeState.CANCELLED
+    later = at + POLICY.lease + datetime.timedelta(days=1)
+    assert notice.end_to_end_id not in {n.end_to_end_id for n in store.claim_notices(
+        later, lease=POLICY.lease, limit=1000, channels=tuple(Channel))}
+
+
+def test_a_mail_the_server_accepted_is_recorded_sent_even_if_the_line_was_returned_meanwhile(store, pki):
+    from gateway.deposit_notices import Outcome
+    vouchers = day(6, seed=15)
+    book(store, pki, vouchers)
+    at = NOW + datetime.timedelta(minutes=1)
+    [notice, *_] = store.claim_notices(at, lease=POLICY.lease, limit=100)
+    return_line(store, notice.end_to_end_id, at)
+    sent = Outcome(NoticeState.SENT, None, None, at + datetime.timedelta(seconds=1))
+    assert store.record_notice_outcome(notice, sent, message_id="<m>", event=None) is True
+    assert rows_of(store, vouchers)[notice.end_to_end_id].state is NoticeState.SENT  # the truth: it did leave
+
+
+def test_a_returned_payments_notice_is_never_claimed_even_if_its_row_was_not_cancelled(store, pki):
+    vouchers = day(6, seed=16)
+    book(store, pki, vouchers)
+    row = next(r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL)
+    with store._notice_tx() as conn:  # the payment alone moved (no cancel): the claim checks it itself
+        conn.execute(store._sql("UPDATE payments SET state = 'returned' WHERE end_to_end_id = ?"), (row.end_to_end_id,))
+    claimed = store.claim_notices(NOW + datetime.timedelta(minutes=1), lease=POLICY.lease, limit=1000,
+                                  channels=tuple(Channel))
+    assert claimed and row.end_to_end_id not in {n.end_to_end_id for n in claimed}
+
+
 def test_two_workers_never_claim_the_same_notice_and_a_dead_workers_lease_runs_out(store, pki):
     vouchers = day(40, seed=3)
     book(store, pki, vouchers)
