@@ -9,7 +9,9 @@ Every ``poll_seconds`` (on the reactor, the store calls in the thread pool, one 
 3. record each outcome (gateway/deposit_notices.py ``after_attempt``): sent; bounced on a 5xx; on a 4xx or no
    answer pending again after a jittered, capped backoff, or failed after the last attempt. A final outcome
    appends ``notice.sent`` / ``notice.bounced`` / ``notice.failed`` to the voucher's audit history in the
-   same transaction.
+   same transaction. A record the store refuses (a short database outage) is tried again with a growing
+   pause until it is stored or the lease is about to run out: a mail the server accepted but that stays
+   unrecorded would be claimed and sent again once its lease ran out.
 
 Once a day, at ``letters_at`` Taipei time or later, the day's postal notices become one PDF of letters in
 ``letters_dir`` (adapters/post_letters.py). A worker that dies mid-delivery leaves a lease that runs out:
@@ -35,7 +37,7 @@ from gateway.business_time import TAIPEI
 from gateway.deposit_notices import (NOTICE_ACTOR, AttemptResult, Channel, DepositNotice, NoticeState, Outcome,
                                      Result, RetryPolicy, after_attempt, compose, message_id as notice_message_id,
                                      outcome_detail)
-from gateway.store import AuditEvent
+from gateway.store import AuditEvent, StoreError
 
 from .clock import utc_now
 from .notice_mail import build_message, sender_address
@@ -54,6 +56,11 @@ class NoticeWorkerSettings:
     letters_dir: Path | None = None
     letters_at: datetime.time = datetime.time(16, 0)
     """Taipei time after which the day's letters are written (the post room's last pick-up)."""
+    record_retry_first: float = 0.5
+    """Seconds before an outcome the store refused is recorded again; doubled each time, up to 30 s."""
+    record_margin: float = 30.0
+    """Seconds before the claim's lease runs out when a refused outcome stops being tried again (another
+    worker may claim the notice after that, and a late record would no longer be stored anyway)."""
 
 
 class NoticeMetrics:
@@ -61,6 +68,12 @@ class NoticeMetrics:
         self.outcomes = Counter("vgw_deposit_notices", "Deposit notice attempts by channel and outcome (sent, "
                                 "retry, bounced, failed; bounced and failed are alerts)", ["channel", "outcome"],
                                 registry=registry)
+        self.record_failures = Counter("vgw_deposit_notice_record_failures", "Deposit notice outcomes the store "
+                                       "refused to record (each failed try; the worker tries again until shortly "
+                                       "before the lease runs out)", ["channel"], registry=registry)
+        self.unrecorded = Counter("vgw_deposit_notice_unrecorded", "Deposit notice outcomes given up on unrecorded "
+                                  "before the lease ran out: the notice may be delivered again (an alert)",
+                                  ["channel"], registry=registry)
 
 
 class EmailChannel:
@@ -117,11 +130,12 @@ class NoticeWorker:
         how many notices got an outcome."""
         done = 0
         while True:
+            deadline = self.reactor.seconds() + self.settings.policy.lease.total_seconds() - self.settings.record_margin
             claimed = yield deferToThread(self.store.claim_notices, self.clock(), lease=self.settings.policy.lease,
                                           limit=self.settings.batch, channels=tuple(self.channels))
             if not claimed:
                 break
-            work = (self._one(n) for n in claimed)
+            work = (self._one(n, deadline) for n in claimed)
             yield defer.DeferredList([task.cooperate(work).whenDone() for _ in range(self.settings.concurrency)])
             done += len(claimed)
             if len(claimed) < self.settings.batch:
@@ -131,7 +145,7 @@ class NoticeWorker:
         return done
 
     @defer.inlineCallbacks
-    def _one(self, notice: DepositNotice):
+    def _one(self, notice: DepositNotice, deadline: float):
         policy = self.settings.policy
         if notice.attempts > policy.max_attempts:  # earlier attempts died with their worker
             result, mid = AttemptResult(Result.TRANSIENT, f"gave up: {notice.attempts - 1} attempts ended without "
@@ -145,9 +159,13 @@ class NoticeWorker:
                 log.failure("delivering the notice of {id} failed", id=notice.end_to_end_id)
                 result, mid = AttemptResult(Result.TRANSIENT, f"{type(exc).__name__}: {exc}"), None
             outcome = after_attempt(notice.attempts, result, policy, at=self.clock(), jitter=self.jitter())
-        yield self._record(notice, outcome, mid)
+        yield self._record(notice, outcome, mid, deadline)
 
-    def _record(self, notice: DepositNotice, outcome: Outcome, mid: str | None) -> defer.Deferred:
+    @defer.inlineCallbacks
+    def _record(self, notice: DepositNotice, outcome: Outcome, mid: str | None, deadline: float):
+        """Record the outcome; a refusal is retried (with a doubling pause) until ``deadline``, the reactor
+        time shortly before the claim's lease runs out. Never errbacks: a record given up on is logged and
+        counted, and the notice goes out again after its lease (at least once, same Message-ID)."""
         detail = outcome_detail(notice, outcome, message_id=mid)
         event = None if detail is None else AuditEvent(self.clock(), NOTICE_ACTOR, f"notice.{outcome.state.value}",
                                                        notice.subject, None, detail)
@@ -158,13 +176,32 @@ class NoticeWorker:
             log.warn("deposit notice of {id} {state} ({channel} {address}): {why}", id=notice.end_to_end_id,
                      state=outcome.state.value, channel=notice.target.channel.value, address=notice.target.address,
                      why=outcome.last_error)
-        d = deferToThread(self.store.record_notice_outcome, notice, outcome, message_id=mid, event=event)
-
-        def recorded(stored: bool) -> None:
+        pause = self.settings.record_retry_first
+        while True:
+            try:
+                stored = yield deferToThread(self.store.record_notice_outcome, notice, outcome, message_id=mid,
+                                             event=event)
+            except Exception as exc:  # StoreError (an outage), or a bug: neither may escape unhandled
+                if self.metrics:
+                    self.metrics.record_failures.labels(notice.target.channel.value).inc()
+                if not isinstance(exc, StoreError):
+                    log.failure("recording the notice of {id} failed", id=notice.end_to_end_id)
+                if self.reactor.seconds() + pause >= deadline:
+                    log.error("deposit notice of {id}: its outcome ({state}) could not be recorded before its "
+                              "lease runs out, it may be delivered again: {error}", id=notice.end_to_end_id,
+                              state=outcome.state.value, error=str(exc))
+                    if self.metrics:
+                        self.metrics.unrecorded.labels(notice.target.channel.value).inc()
+                    return
+                log.warn("deposit notice of {id}: recording its outcome ({state}) failed, trying again in {pause} s: "
+                         "{error}", id=notice.end_to_end_id, state=outcome.state.value, pause=pause, error=str(exc))
+                yield task.deferLater(self.reactor, pause, lambda: None)
+                pause = min(pause * 2, 30.0)
+                continue
             if not stored:  # the lease ran out mid-send and another worker took the notice: it may go twice
                 log.warn("deposit notice of {id}: its lease ran out before the outcome ({state}) was recorded",
                          id=notice.end_to_end_id, state=outcome.state.value)
-        return d.addCallback(recorded)
+            return
 
     def _daily_letters(self) -> defer.Deferred:
         now = self.clock().astimezone(TAIPEI)

@@ -270,6 +270,77 @@ def test_a_4xx_is_tried_again_after_its_backoff_and_delivered_once(store, pki, r
     assert (done.state, done.attempts, done.last_error) == (NoticeState.SENT, 2, None)
 
 
+class Outage:
+    """The store through a database outage: the first ``failures`` outcome records are refused (StoreError),
+    or every one when ``failures`` is None; everything else goes to the real store."""
+
+    def __init__(self, store, failures: int | None) -> None:
+        self.store, self.failures, self.refused = store, failures, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def record_notice_outcome(self, *args, **kwargs):
+        if self.failures is None or self.refused < self.failures:
+            self.refused += 1
+            from gateway.store import StoreError
+            raise StoreError("postgresql could not record the notice: the server closed the connection")
+        return self.store.record_notice_outcome(*args, **kwargs)
+
+
+def outage_worker(store, reactor, port, ca, *, clock, registry, policy=POLICY):
+    sender = SmtpSender(SmtpSettings("127.0.0.1", port, sender="no-reply@gov.taipei", ca=ca, timeout=10), reactor=reactor)
+    return NoticeWorker(store, {Channel.EMAIL: EmailChannel(sender, clock=clock)}, settings=NoticeWorkerSettings(
+        policy=policy, concurrency=3, record_retry_first=0.2, record_margin=1.0), reactor=reactor, clock=clock,
+        registry=registry, jitter=lambda: 0.5)
+
+
+def test_an_outcome_the_store_refuses_for_a_moment_is_recorded_once_it_is_back_and_never_sent_twice(
+        store, pki, reactor_thread, tmp_path):
+    vouchers = day(6, seed=17)
+    book(store, pki, vouchers)
+    emails = [r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL]
+    clock, registry = Clock(NOW + datetime.timedelta(minutes=1)), CollectorRegistry()
+    outage = Outage(store, failures=2 * len(emails))
+    with smtp_server(tmp_path) as (mailbox, port, ca):
+        call(reactor_thread, outage_worker(outage, reactor_thread, port, ca, clock=clock, registry=registry).run_once)
+        assert outage.refused == 2 * len(emails)
+        # the lease runs out: nothing is left to claim, nothing goes twice
+        clock.at += POLICY.lease + datetime.timedelta(seconds=1)
+        call(reactor_thread, worker(store, reactor_thread, port, ca, clock=clock).run_once)
+    assert emails and all(len(mailbox.to(r.address)) == 1 for r in emails)
+    assert {rows_of(store, vouchers)[r.end_to_end_id].state for r in emails} == {NoticeState.SENT}
+    assert registry.get_sample_value("vgw_deposit_notice_record_failures_total", {"channel": "email"}) == 2 * len(emails)
+    assert registry.get_sample_value("vgw_deposit_notice_unrecorded_total", {"channel": "email"}) is None
+
+
+def test_an_outcome_never_recorded_is_given_up_before_the_lease_runs_out_and_handled(store, pki, reactor_thread,
+                                                                                      tmp_path):
+    from twisted.logger import globalLogPublisher
+    vouchers = day(6, seed=18)
+    book(store, pki, vouchers)
+    emails = [r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL]
+    clock, registry = Clock(NOW + datetime.timedelta(minutes=1)), CollectorRegistry()
+    lease = datetime.timedelta(seconds=3)
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        with smtp_server(tmp_path) as (mailbox, port, ca):
+            w = outage_worker(Outage(store, failures=None), reactor_thread, port, ca, clock=clock, registry=registry,
+                              policy=RetryPolicy(first=POLICY.first, cap=POLICY.cap, max_attempts=3, lease=lease))
+            started = reactor_thread.seconds()
+            assert call(reactor_thread, w.run_once) == len(emails)  # fires: no error escapes
+            took = reactor_thread.seconds() - started
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert took < lease.total_seconds()  # given up before the lease ran out
+    given_up = registry.get_sample_value("vgw_deposit_notice_unrecorded_total", {"channel": "email"})
+    assert given_up == len(emails) > 0
+    assert registry.get_sample_value("vgw_deposit_notice_record_failures_total", {"channel": "email"}) > len(emails)
+    assert not [e for e in seen if e.get("log_failure") is not None]  # nothing unhandled, no traceback
+    assert sum("could not be recorded before its lease runs out" in e.get("log_format", "") for e in seen) == len(emails)
+
+
 def test_a_5xx_is_recorded_as_a_bounce_with_the_servers_reply_and_never_tried_again(store, pki, reactor_thread,
                                                                                      tmp_path):
     vouchers = day(6, seed=6)
