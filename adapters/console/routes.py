@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.bank_directory import BankDirectory
 from gateway.errors import Refusal
+from gateway.store import StoreError
 
 from ..client_identity import agency_of_client
 from ..clock import utc_now
@@ -32,14 +33,14 @@ from .identity import CsrfTokens, cross_site, viewer_of
 from .messages import DEFAULT_LANGUAGE, LANGUAGES, labels
 from .reads import ConsoleReads
 from .treasury_pages import TreasuryPages
-from .view import Reply, View, texts
+from .view import Reply, View, plain, texts
 
 log = Logger(namespace="vgw.console")
 
 LANG_COOKIE = b"vgw_console_lang"
 _STATUS = {"console-forbidden": 403, "csrf-invalid": 403, "cross-site": 403, "not-found": 404,
            "cursor-invalid": 400, "query-invalid": 400, "broker-unavailable": 503, "replay-refused": 409,
-           "form-invalid": 422}
+           "form-invalid": 422, "store-unavailable": 503}
 
 
 class Console(AgencyPages, TreasuryPages):
@@ -91,6 +92,7 @@ class Console(AgencyPages, TreasuryPages):
                 return f"rate-limited: retry after {wait} s\n".encode()
         headers = {name: request.getHeader(name) for name in ("origin", "sec-fetch-site", "host")}
         body = request.content.read() if post else b""
+        uri = request.uri.decode("ascii", "replace")
 
         def work() -> Reply:
             t = labels(lang)
@@ -100,6 +102,9 @@ class Console(AgencyPages, TreasuryPages):
                 agency = self.intake.calling_agency(cert, self.clock())
                 viewer = viewer_of(cert, agency)
                 args = texts({k: v for k, v in request.args.items() if k != b"lang"})
+                for part in extra:
+                    if isinstance(part, str):
+                        plain(part, "path")
                 if post:
                     if cross_site(headers["origin"], headers["sec-fetch-site"], headers["host"]):
                         raise Refusal("cross-site", "a form of another site may not act here")
@@ -108,7 +113,11 @@ class Console(AgencyPages, TreasuryPages):
                     if not self.csrf.valid(viewer, form.get("csrf")):
                         raise Refusal("csrf-invalid", "the form's token is missing or not yours; reload the page")
                     args = form
-                return handler(View(viewer, lang, t, args, path), *extra)
+                try:
+                    return handler(View(viewer, lang, t, args, path), *extra)
+                except StoreError as exc:  # an outage, not a bug: the store is down or refused a read
+                    log.warn("console store error answering {uri}: {error}", uri=uri, error=str(exc))
+                    raise Refusal("store-unavailable", "the gateway's store is not available; try again shortly")
             except Refusal as refusal:
                 status = _STATUS.get(refusal.code, refusal.http_status)
                 message = "; ".join(p.message for p in refusal.problems)

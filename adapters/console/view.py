@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
@@ -14,6 +15,12 @@ from .html import Markup
 from .identity import Viewer
 
 PAGE = 50
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Characters no query, path or form field has a use for; PostgreSQL refuses NUL in text and lxml refuses all
+of them in XML, so they are turned away up front as bad input rather than reaching either."""
+FIRST_DAY, LAST_DAY = datetime.date(1912, 1, 1), datetime.date(9998, 12, 31)
+"""The dates a page accepts: the ROC calendar's first year up to a day whose next day and Taipei midnight in
+UTC still exist (``9999-12-31`` + 1 day, or ``0001-01-01`` at UTC+8 in UTC, overflow)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +56,17 @@ def texts(args: dict[bytes, list[bytes]]) -> dict[str, str]:
             out[name.decode("utf-8")] = values[0].decode("utf-8") if values else ""
         except UnicodeDecodeError:
             raise Refusal("query-invalid", "the query must be UTF-8") from None
+    for name, value in out.items():
+        plain(name, "query parameter name")
+        plain(value, f"query parameter {name!r}")
     return out
+
+
+def plain(text: str, what: str) -> str:
+    """``text`` unless it holds a control character (:data:`CONTROL`): then ``query-invalid``."""
+    if CONTROL.search(text):
+        raise Refusal("query-invalid", f"the {what} holds a control character")
+    return text
 
 
 def day_arg(view: View, name: str) -> datetime.date | None:
@@ -57,9 +74,12 @@ def day_arg(view: View, name: str) -> datetime.date | None:
     if text is None:
         return None
     try:
-        return datetime.date.fromisoformat(text)
+        day = datetime.date.fromisoformat(text)
     except ValueError:
         raise Refusal("query-invalid", f"{name!r} must be a date YYYY-MM-DD, not {text!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise Refusal("query-invalid", f"{name!r} must be a date from {FIRST_DAY} to {LAST_DAY}, not {text!r}")
+    return day
 
 
 def taipei_midnight(day: datetime.date) -> datetime.datetime:

@@ -49,6 +49,8 @@ _ELEMENT_FIELD = {"VoucherNumber": "voucher_number", "FiscalYear": "fiscal_year"
                   "ObjectClass": "object_class", "Purpose": "purpose", "PreparedOn": "prepared_on",
                   "PayeeName": "payee_name", "PayeeId": "payee_id", "BankCode": "bank_code",
                   "BranchCode": "branch_code", "AccountNumber": "account_number", "Amount": "amount", "Memo": "memo"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Characters XML 1.0 cannot hold (lxml refuses them): a problem of the field they were typed in."""
 _LINE_STEP = re.compile(r"/Line(?:\[@number=(\d+)\]|\[(\d+)\])?(?:/|$)")
 
 
@@ -69,7 +71,7 @@ def line_field(row: int, name: str) -> str:
 
 def _int(values: dict[str, str], name: str, result: FormResult) -> int:
     text = values.get(name, "").strip().replace(",", "")
-    if not text.isdigit() or len(text) > 15:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:  # "²".isdigit(), but int("²") fails
         result.add(name, f"a whole number is needed, not {text!r}")
         return 0
     return int(text)
@@ -87,6 +89,11 @@ def build_voucher(values: dict[str, str], *, agency: str, today: datetime.date,
                   banks: BankDirectory) -> FormResult:
     """Read the posted form into a voucher of ``agency`` and check it; ``xml`` only when there is no problem."""
     result = FormResult()
+    for name, value in values.items():
+        if _CONTROL.search(value):
+            result.add(name, "remove the control character (not allowed in a voucher)")
+    if result.errors:
+        return result
     fiscal_year = _int(values, "fiscal_year", result)
     document_type = _choice(values, "document_type", DocumentType, result)
     method = _choice(values, "payment_method", PaymentMethodKind, result)

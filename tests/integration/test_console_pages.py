@@ -10,13 +10,16 @@ import http.client
 import re
 import ssl
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.schema_validation import schema_problems
 from gateway.signing import sign_document
+from adapters.console.voucher_form import HEADER_FIELDS, LINE_FIELDS
 from gateway.voucher_xml import read_voucher, voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 
@@ -255,3 +258,36 @@ def test_console_pages_spend_the_agencys_rate_limit_tokens_with_the_api(tmp_path
         assert fetch(gateway, "/console/", AGENCY_B)[0] == 200
     finally:
         gateway.stop()
+
+
+def test_the_reviewed_hostile_inputs_are_refused_by_code_not_answered_500(served, vouchers):
+    for path, who in (("/console/vouchers?to=9999-12-31", AGENCY_A), ("/console/vouchers?from=0001-01-01", AGENCY_A),
+                      ("/console/statements?to=9999-12-31", AGENCY_A), ("/console/treasury?day=9999-12-31", TREASURY),
+                      ("/console/treasury?day=0001-01-01", TREASURY), ("/console/vouchers?id=a%00b", AGENCY_A),
+                      ("/console/vouchers?payee=%01", AGENCY_A), ("/console/vouchers/a%00b", AGENCY_A)):
+        status, _, body = fetch(served, path, who)
+        assert status == 400 and b"query-invalid" in body, path
+    form = {**prepared_form(vouchers[1].lines[0]), "csrf": csrf_of(served, AGENCY_A)}
+    for name, value in (("line1_amount", "²"), ("fiscal_year", "١١٥"), ("purpose", "a\x01b"), ("line1_memo", "\x7f")):
+        status, _, body = fetch(served, "/console/prepare", form={**form, name: value})
+        assert status == 422 and f'id="error-{name}"'.encode() in body, name
+
+
+TEXT = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12), st.dates().map(str),
+                st.sampled_from(["²", "\x00", "a\x01", "-1", "9" * 20]))
+PAGES = ("/console/vouchers", "/console/queue", "/console/rejections", "/console/statements", "/console/treasury",
+         "/console/treasury/returns", "/console/treasury/budgets", "/console/prepare")
+FIELDS = ("id", "payee", "from", "to", "status", "agency", "cursor", "role", "day", "out_cursor")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.sampled_from(PAGES), who=st.sampled_from([AGENCY_A, TREASURY]),
+       query=st.dictionaries(st.sampled_from(FIELDS), TEXT, max_size=3), voucher_id=TEXT,
+       form=st.dictionaries(st.sampled_from(HEADER_FIELDS + tuple(f"line1_{n}" for n in LINE_FIELDS)), TEXT,
+                            max_size=4))
+def test_no_text_in_a_query_path_or_form_field_makes_the_console_answer_500(served, vouchers, page, who, query,
+                                                                           voucher_id, form):
+    assert fetch(served, f"{page}?{urlencode(query)}", who)[0] < 500
+    assert fetch(served, f"/console/vouchers/{quote(voucher_id, safe='')}", who)[0] < 500
+    posted = {**prepared_form(vouchers[1].lines[0]), "csrf": csrf_of(served, AGENCY_A), **form}
+    assert fetch(served, "/console/prepare", form=posted)[0] < 500
