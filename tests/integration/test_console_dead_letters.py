@@ -6,6 +6,7 @@ nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -109,3 +110,30 @@ def test_a_message_that_died_nowhere_known_is_not_replayed(broker):
     with pytest.raises(Refusal) as refused:
         dead.replay("STRAY", letter.sha256, record=lambda letter: None)
     assert refused.value.code == "replay-refused" and len(dead.peek()) == 1
+
+
+def test_a_replay_stops_at_the_letter_named_and_never_takes_those_after_it(broker):
+    parameters, topology, channel = broker
+    bodies = {f"RPT-{n}": f"<Document>{n}</Document>".encode() for n in range(3)}
+    for message_id, body in bodies.items():
+        dead_letter(channel, topology, message_id, body)
+    deadline = time.monotonic() + 10
+    while queued(channel, topology.dead_letter_queue) != 3:  # not peek(): that would take every one
+        assert time.monotonic() < deadline, "the rejected messages never reached the dead-letter queue"
+        time.sleep(0.05)  # dead-lettering is asynchronous in the broker; polled with a deadline
+    DeadLetters(parameters, topology).replay("RPT-1", hashlib.sha256(bodies["RPT-1"]).hexdigest(), lambda _: None)
+    seen = []
+    for _ in range(2):
+        method, properties, _ = channel.basic_get(topology.dead_letter_queue, auto_ack=True)
+        seen.append((properties.message_id, method.redelivered))
+    assert seen == [("RPT-0", True), ("RPT-2", False)]  # RPT-2 was never delivered to the replay
+
+
+def test_a_broker_without_the_dead_letter_queue_is_an_answer_not_a_crash_and_publishes_are_bounded(broker):
+    parameters, topology, _ = broker
+    dead = DeadLetters(parameters, BankTopology().prefixed(f"none{uuid.uuid4().hex[:8]}."))
+    assert dead.parameters.blocked_connection_timeout == 30 and parameters.blocked_connection_timeout is None
+    for attempt in (dead.peek, lambda: dead.replay("RPT-1", "0" * 64, lambda _: None)):
+        with pytest.raises(Refusal) as refused:
+            attempt()
+        assert refused.value.code == "broker-unavailable" and "NOT_FOUND" in refused.value.problems[0].message
