@@ -2,8 +2,13 @@
 
 Each page is laid out for a window envelope (DL/C5 window, 90 × 45 mm, 20 mm from the left and 45 mm from
 the top edge; the ISO 269 window the city's post room uses), so the sheet folds in three and the address
-shows through: post code, address, and the payee's name with 君啟. Below the fold the notice states what
-gateway/deposit_notices.py ``compose`` says. The same page is what a fax spool receives (one page).
+shows through: post code, address, and the payee's name with 君啟. An address may be 200 characters and a
+name 100, so they are wrapped to the window's width (:func:`wrap`, which breaks Chinese text between any two
+characters, where reportlab's ``simpleSplit`` breaks only at spaces) and set smaller, down to
+``ADDRESS_FLOOR`` points, until they fit its height. Below the fold the notice states what
+gateway/deposit_notices.py ``compose`` says, wrapped the same way. A character the font has no glyph for
+prints as its code point (adapters/statement_pdf.py ``printable``), never as a blank. The same page is what
+a fax spool receives (one page).
 
 :func:`write_letters` is the daily batch (also ``vgw notices letters``): it claims the day's pending postal
 notices, notes each one's message id (``FILE#pPAGE``) before the file is written, writes the file
@@ -18,6 +23,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,40 +36,93 @@ _MM = 72 / 25.4
 A4 = (210 * _MM, 297 * _MM)
 WINDOW = (20 * _MM, 45 * _MM, 90 * _MM, 45 * _MM)  # left, top, width, height of the envelope window
 RETURN_ADDRESS = f"{SENDER} 110204 臺北市信義區市府路1號"
+WINDOW_INSET = 4 * _MM  # the address block's distance from the window's left and right edges
+ADDRESS_SIZE, ADDRESS_FLOOR = 12, 6  # points: the address block's size, and the smallest it is set in
+_TOKENS = re.compile(r"〔U\+[0-9A-F]{4,6}〕|[!-~]+|\s|.", re.DOTALL)  # a printable() code point, a Latin word, a space, a character
+
+
+def wrap(text: str, font: str, size: float, width: float) -> list[str]:
+    """``text`` broken into lines each at most ``width`` points wide in ``font`` at ``size``: between any two
+    Chinese characters, between words of Latin text (a word wider than a line between its characters), never
+    inside a ``〔U+XXXX〕`` placeholder unless it alone is too wide. The spaces lines break at are dropped."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    lines: list[str] = []
+    line = ""
+    for token in _TOKENS.findall(text):
+        if stringWidth(line + token, font, size) <= width:
+            line += token
+            continue
+        if line.strip():
+            lines.append(line.rstrip())
+        line = ""
+        if token.isspace():
+            continue
+        for ch in token if stringWidth(token, font, size) > width else (token,):
+            if line and stringWidth(line + ch, font, size) > width:
+                lines.append(line)
+                line = ""
+            line += ch
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+def address_block(lines: Sequence[str], font: str, *, width: float, height: float) -> tuple[float, list[str]]:
+    """The window's lines (post code, address, name with 君啟) wrapped to ``width``, and the size they fit
+    ``height`` at (leading 1.4 × the size): the largest from ``ADDRESS_SIZE`` down, else ``ADDRESS_FLOOR``
+    (the text then runs below the window rather than being cut)."""
+    size = ADDRESS_SIZE
+    while True:
+        wrapped = [part for line in lines if line for part in wrap(line, font, size, width)]
+        if len(wrapped) * size * 1.4 <= height or size <= ADDRESS_FLOOR:
+            return size, wrapped
+        size -= 0.5
 
 
 def render_letters(pages: Sequence[tuple[DepositNotice, NoticeText]], *, font: str) -> bytes:
     """One A4 page per notice, in order; ``font`` a registered reportlab font with CJK glyphs
     (adapters/cjk_font.py ``cjk_font_name``)."""
-    from reportlab.lib.utils import simpleSplit
     from reportlab.pdfgen.canvas import Canvas
+
+    from .statement_pdf import font_coverage, printable
 
     out = io.BytesIO()
     pdf = Canvas(out, pagesize=A4, pageCompression=1, invariant=1)
     pdf.setTitle("臺北市政府入戶通知")
     pdf.setAuthor(SENDER)
     width, height = A4
+    covered = font_coverage(font)
+
+    def shown(value: str) -> str:
+        return printable(value, covered)
+
     for notice, text in pages:
-        left, top, _w, _h = WINDOW
+        left, top, window_width, window_height = WINDOW
         pdf.setFont(font, 7)
         pdf.drawString(left, height - top + 4 * _MM, RETURN_ADDRESS)
-        y = height - top - 8 * _MM
-        pdf.setFont(font, 12)
-        for line in (notice.target.post_code or "", notice.target.address, f"{notice.payee_name} 君啟"):
-            if line:
-                pdf.drawString(left + 4 * _MM, y, line)
-                y -= 7 * _MM
+        size, block = address_block(
+            [notice.target.post_code or "", shown(notice.target.address), shown(f"{notice.payee_name} 君啟")], font,
+            width=window_width - 2 * WINDOW_INSET, height=window_height - 6 * _MM)
+        y = height - top - 3 * _MM - size
+        pdf.setFont(font, size)
+        for line in block:
+            pdf.drawString(left + WINDOW_INSET, y, line)
+            y -= size * 1.4
         y = height - 110 * _MM  # below the first fold
         pdf.setFont(font, 16)
         pdf.drawString(25 * _MM, y, "臺北市政府 入戶通知")
         y -= 12 * _MM
         pdf.setFont(font, 11)
-        pdf.drawString(25 * _MM, y, f"{notice.payee_name} 您好：臺北市政府已將下列款項撥入您的帳戶，請查收。")
-        y -= 10 * _MM
+        greeting = shown(f"{notice.payee_name} 您好：臺北市政府已將下列款項撥入您的帳戶，請查收。")
+        for part in wrap(greeting, font, 11, width - 50 * _MM):
+            pdf.drawString(25 * _MM, y, part)
+            y -= 6 * _MM
+        y -= 4 * _MM
         for label, value in text.lines:
             pdf.drawString(25 * _MM, y, f"{label}：")
             # a purpose or payee name may be long (140 characters): wrapped within the right margin
-            for part in simpleSplit(value, font, 11, width - 75 * _MM) or [""]:
+            for part in wrap(shown(value), font, 11, width - 75 * _MM) or [""]:
                 pdf.drawString(55 * _MM, y, part)
                 y -= 6 * _MM
             y -= 2 * _MM

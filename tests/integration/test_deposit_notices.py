@@ -4,23 +4,26 @@ folder, and a PDF of letters read back with pypdf."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import io
 import json
 import threading
 from pathlib import Path
 
 import pypdf
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from adapters.bank_exchange import BankBatcher, ReportIntake
 from adapters.cjk_font import cjk_font_name
 from adapters.fax_channels import FaxByEmail, FaxSpool
 from adapters.notice_worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
-from adapters.post_letters import write_letters
+from adapters.post_letters import WINDOW, WINDOW_INSET, render_letters, wrap, write_letters
 from adapters.smtp_sender import SmtpSender, SmtpSettings
 from gateway.bank_payments import LineState
 from gateway.bank_settlement import SigningIdentity
-from gateway.deposit_notices import Channel, NoticeState, RetryPolicy
+from gateway.deposit_notices import Channel, DepositNotice, NoticeState, NoticeTarget, RetryPolicy, compose
 from gateway.pain001 import TAIPEI_TREASURY
 from gateway.voucher_model import Notice, NoticeChannel
 from prometheus_client import CollectorRegistry
@@ -533,3 +536,66 @@ def test_lines_left_unpaid_keep_their_notices_waiting(store, pki):
     assert rows and {r.state for r in rows.values()} == {NoticeState.WAITING}
     assert {p.state for v in vouchers for p in store.payments_of(v.voucher_id, v.revision)} == {LineState.PENDING}
     assert store.claim_notices(NOW + datetime.timedelta(days=1), lease=POLICY.lease, channels=tuple(Channel)) == []
+
+
+# --- the letter's layout -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.sampled_from("臺北市信義區市府路段巷弄號樓之𪚥堃 AbcRoom12B-@.,"), max_size=260),
+       st.floats(40, 300), st.sampled_from([6, 9, 12]))
+def test_wrap_breaks_chinese_text_between_characters_and_every_line_fits(text, width, size):
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    font = cjk_font_name()
+    lines = wrap(text, font, size, width)
+    assert all(stringWidth(line, font, size) <= width for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # nothing lost, only break spaces dropped
+
+
+def postal_notice(address: str, name: str) -> DepositNotice:
+    return DepositNotice(end_to_end_id="379000001A1150000123R001L0002", voucher_id="379000001A-115-0000123",
+                         revision=1, line_number=2, agency="379000001A",
+                         target=NoticeTarget(Channel.POST, address, "110204"), purpose="資訊設備維護費" * 20,
+                         payee_name=name, amount=1234567, bank_code="012", branch_code="6812",
+                         account_number="27480409441741", paid_on=datetime.date(2026, 11, 27), attempts=1, claim="c1")
+
+
+def drawn(pdf: bytes) -> list[tuple[str, float, float, float]]:
+    """Each line of text on the page as pypdf reads it back: (text, x, y, size)."""
+    runs: list = []
+    pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text(
+        visitor_text=lambda text, cm, tm, font, size: runs.append((text.strip("\n"), tm[4], tm[5], size))
+        if text.strip() else None)
+    return runs
+
+
+def test_a_200_character_address_and_a_long_name_are_wrapped_inside_the_envelope_window():
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    font = cjk_font_name()
+    address = ("臺北市信義區市府路一段二百三十四巷五十六弄七十八號九樓之十" * 7)[:200]
+    name = "歐陽" + "明" * 48
+    runs = drawn(render_letters([(postal_notice(address, name), compose(postal_notice(address, name),
+                                                                         bank_name=None))], font=font))
+    left, top, width, height = WINDOW
+    window = [r for r in runs if 842 - (top + height) <= r[2] <= 842 - top]
+    text = "".join(r[0] for r in window)
+    assert address in text and f"{name} 君啟" in text and "110204" in text  # nothing clipped, all in the window
+    assert len(window) > 3
+    for line, x, _y, size in window:
+        assert x >= left and x + stringWidth(line, font, size) <= left + width - WINDOW_INSET + 0.01, line
+    page = 595.2756
+    for line, x, _y, size in runs:  # the greeting and the lines below the fold stay on the page too
+        assert x + stringWidth(line, font, size) <= page - 20 * 72 / 25.4, line
+    assert name in "".join(r[0] for r in runs if r[2] < 842 - (top + height))
+
+
+def test_a_character_the_font_lacks_prints_as_its_code_point_on_letters_and_fax_pages(tmp_path):
+    from adapters.fax_channels import FaxSpool
+    notice = postal_notice("臺北市信義區市府路1號", "王𪚥明")
+    letter = "".join(r[0] for r in drawn(render_letters([(notice, compose(notice, bank_name=None))],
+                                                        font=cjk_font_name())))
+    assert "王〔U+2A6A5〕明 君啟" in letter and "王〔U+2A6A5〕明 您好" in letter
+    fax = dataclasses.replace(notice, target=NoticeTarget(Channel.FAX, "02-27208888"))
+    FaxSpool(tmp_path, font=cjk_font_name).write(fax, compose(fax, bank_name=None))
+    page = "".join(r[0] for r in drawn((tmp_path / f"{fax.end_to_end_id}.pdf").read_bytes()))
+    assert "王〔U+2A6A5〕明" in page and "\U0002A6A5" not in page
