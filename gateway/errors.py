@@ -69,6 +69,8 @@ _HTTP_STATUS = {
     "voucher-not-pending": 409,
     "separation-of-duties": 403,
     "voucher-busy": 503,
+    "statement-busy": 503,  # GET /v1/statements: other PDFs are rendering; Retry-After
+    "statement-too-large": 413,  # a PDF of more entries than it prints: CSV or a shorter period
     "not-ready": 503,  # /readyz: the store or a configured AMQP connection is not available
     # Allotted budgets (vgw budget load, the treasury checks).
     "budget-exceeded": 409,

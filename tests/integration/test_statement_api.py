@@ -12,9 +12,11 @@ import json
 import pytest
 from lxml import etree
 
+from adapters.http_api import Answer
 from adapters.store_factory import open_store
 from gateway.business_time import TAIPEI
 from gateway.camt053 import NS, SCHEMA
+from gateway.errors import Refusal
 from gateway.schema_validation import schema_problems
 from gateway.statement_csv import HEADER, TRAILER
 
@@ -165,3 +167,40 @@ def test_bad_statement_queries_are_refused_with_a_problem_document(served, query
     status, headers, body = request(served, "GET", f"/v1/statements?{query}")
     assert status == 400 and headers["content-type"] == "application/problem+json"
     assert json.loads(body)["code"] == "query-invalid"
+
+
+def test_a_pdf_waits_its_turn_in_the_process_and_one_too_long_is_refused_for_csv(served, paid):  # noqa: F811
+    import threading
+    from urllib.parse import parse_qs
+
+    from adapters.query_params import parse_statement_query
+    from adapters.statement_service import PDF_WAIT, StatementService
+
+    def query(fmt: str):
+        args = {k.encode(): [v[0].encode()] for k, v in parse_qs(f"{span()}&format={fmt}").items()}
+        return parse_statement_query(args)
+
+    good, bad, rows = paid
+    store = open_store(served.store)
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        slots = threading.BoundedSemaphore(1)
+        service = StatementService(intake=None, store=store, pdf_slots=slots)
+        assert service.answer(good.agency_code, query("pdf"), now).status == 200
+        slots.acquire()  # another PDF is rendering
+        started = datetime.datetime.now()
+        busy = service.answer(good.agency_code, query("pdf"), now)
+        waited = (datetime.datetime.now() - started).total_seconds()
+        assert busy.status == 503 and json.loads(busy.body)["code"] == "statement-busy"
+        assert int(busy.headers["Retry-After"]) > 0 and PDF_WAIT - 0.1 <= waited < PDF_WAIT + 5
+        assert service.answer(good.agency_code, query("csv"), now).status == 200  # CSV needs no turn
+        slots.release()
+        short = StatementService(intake=None, store=store, pdf_slots=slots, pdf_max_entries=len(rows) - 1)
+        with pytest.raises(Refusal) as refused:
+            short.answer(good.agency_code, query("pdf"), now)
+        assert refused.value.code == "statement-too-large" and "CSV" in refused.value.problems[0].message
+        assert Answer.problem(refused.value).status == 413
+        assert short.answer(good.agency_code, query("csv"), now).status == 200
+        assert slots.acquire(blocking=False)  # every turn taken was given back
+    finally:
+        store.close()
