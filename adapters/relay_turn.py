@@ -14,6 +14,12 @@ has to run out and nothing stays stuck after a ``kill -9``:
   stores in other schemas of one database do not share it) on a connection of its own. The server drops it
   when that connection ends: a graceful stop, a crash, or a killed process whose socket the kernel closes.
   The holder checks its connection at every pump; one found broken has lost the turn and asks again.
+  That connection has short timeouts on both ends (:data:`CLIENT_TIMEOUTS`, :data:`SERVER_OPTIONS`): without
+  them a holder whose host dies (no FIN, no RST) keeps the lock on the server until TCP's default keepalive
+  notices, about two hours in which no gateway publishes a transfer, and the holder's own check on a
+  half-open socket could wait some fifteen minutes for TCP's retransmissions to give up. With them the
+  server drops a dead holder's session (and lock) within about 25 s, and the holder finds its own link dead
+  within 30 s.
 - SQLite: an exclusive ``flock`` on ``<database file>.relay-lock`` beside the database (one host only, like
   SQLite itself), which the kernel releases when the process ends.
 
@@ -30,9 +36,25 @@ import os
 import threading
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 RELAY_LOCK = 0x76677732
 """Second key of the advisory lock (``"vgw2"``); the first is the hash of the store's schema."""
+CLIENT_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                   "keepalives_count": 3, "tcp_user_timeout": 30_000}
+"""libpq's side: give up connecting after 5 s; probe an idle link after 10 s, every 5 s, dead after 3 misses;
+drop a link whose sent data goes unacknowledged for 30 s (milliseconds)."""
+SERVER_OPTIONS = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+                  "-c statement_timeout=5000")
+"""The server's side of the same session: it probes the holder likewise, and no statement of the turn's
+(a lock try, ``SELECT 1``) runs longer than 5 s."""
+
+
+def turn_connect_kwargs(url: str) -> dict:
+    """Keyword arguments for :func:`psycopg.connect` of the turn's connection to ``url``: the timeouts above,
+    with :data:`SERVER_OPTIONS` added to any ``options`` the URL names (the store's ``search_path``)."""
+    options = " ".join(filter(None, [conninfo_to_dict(url).get("options"), SERVER_OPTIONS]))
+    return {"autocommit": True, **CLIENT_TIMEOUTS, "options": options}
 
 
 class PostgresRelayTurn:
@@ -50,7 +72,7 @@ class PostgresRelayTurn:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._drop()
-                    self._conn = psycopg.connect(self._url, autocommit=True)
+                    self._conn = psycopg.connect(self._url, **turn_connect_kwargs(self._url))
                 if self._holding:
                     self._conn.execute("SELECT 1")  # still connected, so still holding
                     return True

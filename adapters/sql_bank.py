@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 from collections import defaultdict
 
 from gateway.bank_payments import LineState
@@ -41,6 +42,8 @@ _STATES = {state.value: state for state in LineState}
 
 # What each money move does to an allotment: (column taken from, column given to or None).
 _MONEY = {"consume": ("reserved", "consumed"), "free-reserved": ("reserved", None), "free-consumed": ("consumed", None)}
+_TURN_CREATION = threading.Lock()
+"""Held while a store makes its relay turn (adapters/relay_turn.py), once."""
 
 
 def _day(value: datetime.date | None) -> str | None:
@@ -216,8 +219,11 @@ class BankSql:
         if turn is None:
             from .relay_turn import FileRelayTurn, PostgresRelayTurn
 
-            turn = PostgresRelayTurn(self._url) if self.dialect == "postgresql" else FileRelayTurn(self._path)
-            self._relay_turn = turn
+            with _TURN_CREATION:  # two first pumps at once must not make two turns (the orphan would hold on)
+                turn = self.__dict__.get("_relay_turn")
+                if turn is None:
+                    turn = PostgresRelayTurn(self._url) if self.dialect == "postgresql" else FileRelayTurn(self._path)
+                    self._relay_turn = turn
         return turn.held()
 
     # --- reads ---------------------------------------------------------------------------------------------

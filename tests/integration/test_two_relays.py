@@ -6,13 +6,18 @@ the other takes the turn at its next pump. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import collections
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 
 from adapters.bank_exchange import OutboxRelay
+from adapters.relay_turn import PostgresRelayTurn
 
 from .test_bank_exchange import World, assert_reconciled, clock, in_process  # noqa: F401  (fixtures)
-from .test_store_contract import backend, pg_database  # noqa: F401
+from .test_store_contract import _with_dbname, backend, pg_database  # noqa: F401
 from .twisted_reactor import call, eventually, reactor_thread  # noqa: F401
 
 
@@ -73,6 +78,8 @@ def test_the_turn_passes_to_the_other_relay_when_its_holder_goes_away(backend, p
         world.batcher.batch_all()
         assert call(reactor_thread, world.relay.pump) == 0 and store.unsent_messages() != []
         holder.close()  # the holder stops (a killed process's lock goes the same way: with its connection)
+        # the server ends the holder's session (and frees its lock) a moment after the client hung up: polled
+        eventually(reactor_thread, store.relay_turn, "the holder's turn freed on the server", timeout=10)
         assert call(reactor_thread, world.relay.pump) == len(store.bank_messages("out", limit=1000)) > 0
         assert store.unsent_messages() == []
         settle(world, reactor_thread)
@@ -80,3 +87,45 @@ def test_the_turn_passes_to_the_other_relay_when_its_holder_goes_away(backend, p
     finally:
         holder.close()
         store.close()
+
+
+def test_concurrent_first_pumps_of_one_store_make_one_turn_and_all_see_it_held(backend):  # noqa: F811
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so a check-then-set race shows
+    try:
+        for _ in range(15):
+            store = backend.open()
+            try:
+                barrier = threading.Barrier(8)
+
+                def first_pump():
+                    barrier.wait(timeout=10)
+                    return store.relay_turn()
+
+                with ThreadPoolExecutor(8) as pool:
+                    held = list(pool.map(lambda _: first_pump(), range(8)))
+                assert held == [True] * 8  # one turn: a second one would have found the first's lock taken
+                assert store.relay_turn()
+            finally:
+                store.close()  # releases the turn for the next round
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_the_turns_postgresql_session_has_keepalives_and_timeouts_on_both_ends(pg_database):  # noqa: F811
+    """PostgreSQL only: the SQLite turn is a flock the kernel drops with the process, no network to time out."""
+    url = _with_dbname(pg_database, urlsplit(pg_database).path.lstrip("/"), options="-c search_path=public")
+    turn = PostgresRelayTurn(url)
+    try:
+        assert turn.held()
+        conn = turn._conn
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in (
+            "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "statement_timeout",
+            "search_path")}
+        assert shown == {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3",
+                         "statement_timeout": "5s", "search_path": "public"}  # the URL's options are kept
+        client = conn.info.get_parameters()
+        assert (client["connect_timeout"], client["keepalives"], client["keepalives_idle"],
+                client["tcp_user_timeout"]) == ("5", "1", "10", "30000")
+    finally:
+        turn.release()
