@@ -92,11 +92,11 @@ class Console(AgencyPages, TreasuryPages):
                 return f"rate-limited: retry after {wait} s\n".encode()
         headers = {name: request.getHeader(name) for name in ("origin", "sec-fetch-site", "host")}
         body = request.content.read() if post else b""
-        uri = request.uri.decode("ascii", "replace")
 
         def work() -> Reply:
             t = labels(lang)
-            try:
+
+            def produce() -> Reply:
                 if cert is None:
                     raise Refusal("client-certificate-required", "a client certificate is required")
                 agency = self.intake.calling_agency(cert, self.clock())
@@ -113,17 +113,9 @@ class Console(AgencyPages, TreasuryPages):
                     if not self.csrf.valid(viewer, form.get("csrf")):
                         raise Refusal("csrf-invalid", "the form's token is missing or not yours; reload the page")
                     args = form
-                try:
-                    return handler(View(viewer, lang, t, args, path), *extra)
-                except StoreError as exc:  # an outage, not a bug: the store is down or refused a read
-                    log.warn("console store error answering {uri}: {error}", uri=uri, error=str(exc))
-                    raise Refusal("store-unavailable", "the gateway's store is not available; try again shortly")
-            except Refusal as refusal:
-                status = _STATUS.get(refusal.code, refusal.http_status)
-                message = "; ".join(p.message for p in refusal.problems)
-                body_html = Markup('<p class="error" id="refusal"><code>{}</code>: {}</p>').format(refusal.code,
-                                                                                                  message)
-                return Reply(status, html.page(t["refused"], body_html, t=t, viewer=None, lang=lang, path=path))
+                return handler(View(viewer, lang, t, args, path), *extra)
+
+            return self._answered(produce, t, lang, path)
 
         def write(reply: Reply) -> bytes:
             request.vgw_outcome = "ok" if reply.status < 400 else f"console-{reply.status}"
@@ -140,6 +132,23 @@ class Console(AgencyPages, TreasuryPages):
         d = deferToThread(work)
         d.addCallbacks(write, failed)
         return d
+
+    def answer(self, view: View, handler, *extra) -> Reply:
+        """``handler(view, *extra)``'s reply, or its refusal (a store failure included) as an HTML page."""
+        return self._answered(lambda: handler(view, *extra), view.t, view.lang, view.path)
+
+    def _answered(self, produce: Callable[[], Reply], t: dict[str, str], lang: str, path: str) -> Reply:
+        try:
+            try:
+                return produce()
+            except StoreError as exc:  # an outage, not a bug: the store is down or refused a read
+                log.warn("console store error answering {path}: {error}", path=path, error=str(exc))
+                raise Refusal("store-unavailable", "the gateway's store is not available; try again shortly") from None
+        except Refusal as refusal:
+            status = _STATUS.get(refusal.code, refusal.http_status)
+            message = "; ".join(p.message for p in refusal.problems)
+            body_html = Markup('<p class="error" id="refusal"><code>{}</code>: {}</p>').format(refusal.code, message)
+            return Reply(status, html.page(t["refused"], body_html, t=t, viewer=None, lang=lang, path=path))
 
     # --- routes -----------------------------------------------------------------------------------------------
 

@@ -268,7 +268,8 @@ def test_the_reviewed_hostile_inputs_are_refused_by_code_not_answered_500(served
         status, _, body = fetch(served, path, who)
         assert status == 400 and b"query-invalid" in body, path
     form = {**prepared_form(vouchers[1].lines[0]), "csrf": csrf_of(served, AGENCY_A)}
-    for name, value in (("line1_amount", "²"), ("fiscal_year", "١١٥"), ("purpose", "a\x01b"), ("line1_memo", "\x7f")):
+    for name, value in (("line1_amount", "²"), ("fiscal_year", "١١٥"), ("purpose", "a\x01b"),
+                        ("line1_memo", "\x7f")):
         status, _, body = fetch(served, "/console/prepare", form={**form, name: value})
         assert status == 422 and f'id="error-{name}"'.encode() in body, name
 
@@ -285,8 +286,8 @@ FIELDS = ("id", "payee", "from", "to", "status", "agency", "cursor", "role", "da
        query=st.dictionaries(st.sampled_from(FIELDS), TEXT, max_size=3), voucher_id=TEXT,
        form=st.dictionaries(st.sampled_from(HEADER_FIELDS + tuple(f"line1_{n}" for n in LINE_FIELDS)), TEXT,
                             max_size=4))
-def test_no_text_in_a_query_path_or_form_field_makes_the_console_answer_500(served, vouchers, page, who, query,
-                                                                           voucher_id, form):
+def test_no_text_in_a_query_path_or_form_field_makes_the_console_answer_500(served, vouchers, page, who,
+                                                                           query, voucher_id, form):
     assert fetch(served, f"{page}?{urlencode(query)}", who)[0] < 500
     assert fetch(served, f"/console/vouchers/{quote(voucher_id, safe='')}", who)[0] < 500
     posted = {**prepared_form(vouchers[1].lines[0]), "csrf": csrf_of(served, AGENCY_A), **form}

@@ -135,3 +135,17 @@ def test_the_voucher_page_shows_each_lines_bank_state_and_deposit_notice_from_th
     with pytest.raises(Refusal) as refused:
         console.detail_page(View(other, "en", labels("en"), {}, "/console/vouchers/x"), voucher.voucher_id)
     assert refused.value.code == "not-found"
+
+
+def test_a_store_that_fails_a_read_is_answered_503_store_unavailable_not_500(backend, store):  # noqa: F811
+    from adapters.console.identity import CsrfTokens, Viewer
+    from adapters.console.messages import labels
+    from adapters.console.routes import Console
+    from adapters.console.view import View
+
+    console = Console(intake=None, store=store, csrf=CsrfTokens(b"k" * 32))
+    view = View(Viewer(AGENCIES[0], "CN=a", "aa" * 32), "en", labels("en"), {}, "/console/vouchers")
+    assert console.answer(view, console.search_page).status == 200
+    backend.execute("ALTER TABLE intake RENAME TO intake_gone")  # the store now fails the page's read
+    reply = console.answer(view, console.search_page)
+    assert reply.status == 503 and b"store-unavailable" in reply.body and b"Traceback" not in reply.body
