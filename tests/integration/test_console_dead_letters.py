@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import time
 import uuid
 
@@ -18,6 +19,8 @@ from adapters.bank_transport import BankTopology
 from adapters.console.dead_letters import DeadLetters
 from gateway.errors import Refusal
 from simulators.bench_transport import delete_topology
+
+from .private_rabbitmq import PrivateRabbitMQ
 
 
 @pytest.fixture
@@ -137,3 +140,37 @@ def test_a_broker_without_the_dead_letter_queue_is_an_answer_not_a_crash_and_pub
         with pytest.raises(Refusal) as refused:
             attempt()
         assert refused.value.code == "broker-unavailable" and "NOT_FOUND" in refused.value.problems[0].message
+
+
+def test_a_replay_into_a_broker_that_blocks_publishers_gives_up_as_broker_unavailable(tmp_path):
+    """A private broker in a memory alarm (watermark 0) blocks every publish: the replay's wait is bounded
+    and the letter stays in the dead-letter queue."""
+    node = PrivateRabbitMQ(tmp_path)
+    try:
+        node.start()
+        parameters = pika.URLParameters(node.url)
+        topology = BankTopology()
+        connection = pika.BlockingConnection(parameters)
+        channel = connection.channel()
+        channel.exchange_declare(topology.dead_letter_exchange, "fanout", durable=True)
+        channel.queue_declare(topology.dead_letter_queue, durable=True)
+        channel.queue_bind(topology.dead_letter_queue, topology.dead_letter_exchange)
+        channel.exchange_declare(topology.exchange, "direct", durable=True)
+        for routing, queue in topology.bindings.items():
+            channel.queue_declare(queue, durable=True, arguments=topology.queue_arguments())
+            channel.queue_bind(queue, topology.exchange, routing_key=routing)
+        dead_letter(channel, topology, "RPT-B", b"<Document>blocked</Document>")
+        dead = DeadLetters(parameters, topology)
+        [letter] = letters_until(dead, 1)
+        ctl = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "set_vm_memory_high_watermark"]
+        subprocess.run([*ctl, "0"], env=node.env, check=True, timeout=60, capture_output=True)
+        dead.parameters.blocked_connection_timeout = 2  # the shipped 30 s, shortened for the test
+        started = time.monotonic()
+        with pytest.raises(Refusal) as refused:
+            dead.replay("RPT-B", letter.sha256, record=lambda _: pytest.fail("recorded a replay never confirmed"))
+        assert refused.value.code == "broker-unavailable" and time.monotonic() - started < 20
+        subprocess.run([*ctl, "0.4"], env=node.env, check=True, timeout=60, capture_output=True)
+        assert [d.message_id for d in letters_until(dead, 1)] == ["RPT-B"]
+        connection.close()
+    finally:
+        node.close()
