@@ -77,6 +77,8 @@ TITLES: dict[str, str] = {
     "separation-of-duties": "The signer already signed another stage of this voucher",
     "voucher-busy": "The voucher changed while the request was decided",
     "not-ready": "The gateway is not ready to serve",
+    "statement-busy": "Another PDF statement is being rendered; try again shortly",
+    "statement-too-large": "The statement is too long for a PDF; ask for CSV or camt.053, or a shorter period",
     "calendar-file-invalid": "The working-day calendar file is not valid",
     "budget-file-invalid": "The allotment file is not valid",
     "budget-unknown": "There is no allotted budget for this subject",
