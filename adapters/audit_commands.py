@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from gateway.audit import ChainReport, ChainVerifier
 from gateway.reconciliation import reconcile
 from gateway.store import StoreError, UnreadableAuditEntry
 
-from .migrations import SchemaTooNew
-from .store_factory import open_store, sqlite_path
+from .command_store import open_existing_store
 
 PAGE = 1000
 
@@ -50,7 +48,7 @@ def walk_chain(store, page: int = PAGE) -> ChainReport:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    store = _open_existing(args.store)
+    store = open_existing_store(args.store)
     try:
         report = walk_chain(store)
     except StoreError as exc:
@@ -70,18 +68,8 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _open_existing(url: str):
-    try:
-        # Opening a SQLite URL creates the file; checking a mistyped path must not report an empty store.
-        if url.lower().startswith("sqlite:") and not Path(sqlite_path(url)).is_file():
-            raise _cli_error(f"no SQLite store at {sqlite_path(url)}")
-        return open_store(url)
-    except (ValueError, StoreError, SchemaTooNew) as exc:
-        raise _cli_error(f"cannot open the store: {exc}") from None
-
-
 def _reconcile(args: argparse.Namespace) -> int:
-    store = _open_existing(args.store)
+    store = open_existing_store(args.store)
     try:
         result = reconcile(store.reconciliation_facts())
     except StoreError as exc:

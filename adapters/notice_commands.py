@@ -15,19 +15,10 @@ from pathlib import Path
 
 from gateway.bank_directory import BankDirectory
 from gateway.deposit_notices import NoticeState
-from gateway.store import StoreError, utc_text
+from gateway.store import utc_text
 
 from .clock import utc_now
-from .store_factory import open_store
-
-
-def _open(url: str):
-    from .cli import CliError
-
-    try:
-        return open_store(url)
-    except (ValueError, StoreError) as exc:
-        raise CliError(f"cannot open the store: {exc}") from None
+from .command_store import open_existing_store
 
 
 def _item(row) -> dict:
@@ -41,7 +32,7 @@ def _item(row) -> dict:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _open(args.store)
+    store = open_existing_store(args.store)
     try:
         state = NoticeState(args.state) if args.state else None
         rows, after = [], None
@@ -77,7 +68,7 @@ def _letters(args: argparse.Namespace) -> int:
         from gateway.business_time import TAIPEI
 
         day = now.astimezone(TAIPEI).date()
-    store = _open(args.store)
+    store = open_existing_store(args.store)
     try:
         path, count = write_letters(store, day, Path(args.out), now=now, font=cjk_font_name(),
                                     bank_name=BankDirectory.shipped().bank_name)
