@@ -299,12 +299,12 @@ class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
                           (voucher_id,))
         return [self._record(row) for row in rows]
 
-    def list_for_agency(self, agency: str, *, status: str | None = None,
+    def list_for_agency(self, agency: str | None, *, status: str | None = None,
                         received_from: datetime.datetime | None = None,
                         received_to: datetime.datetime | None = None, after: str | None = None,
                         limit: int = 100) -> tuple[list[IntakeRecord], str | None]:
         check_limit(limit)
-        where, params = ["agency = ?"], [agency]
+        where, params = ([], []) if agency is None else (["agency = ?"], [agency])
         if status is not None:
             where.append("status = ?")
             params.append(status)
@@ -318,7 +318,8 @@ class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
             at, voucher_id, revision = decode_cursor(after)
             where.append(f"(received_at, voucher_id, revision) > {self.cursor_tuple}")
             params += [self._time_param(at), voucher_id, revision]
-        rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake WHERE {' AND '.join(where)} "
+        rows = self._read(self._sql(f"SELECT {INTAKE_COLUMNS} FROM intake "
+                                    f"{'WHERE ' + ' AND '.join(where) if where else ''} "
                                     "ORDER BY received_at, voucher_id, revision LIMIT ?"), (*params, limit + 1))
         records = [self._record(row) for row in rows[:limit]]
         return records, (encode_cursor(records[-1]) if len(rows) > limit else None)

@@ -403,11 +403,12 @@ class VoucherStore(Protocol):
     def revisions(self, voucher_id: str) -> list[IntakeRecord]:
         """Every stored revision of ``voucher_id``, lowest first."""
 
-    def list_for_agency(self, agency: str, *, status: str | None = None,
+    def list_for_agency(self, agency: str | None, *, status: str | None = None,
                         received_from: datetime.datetime | None = None,
                         received_to: datetime.datetime | None = None, after: str | None = None,
                         limit: int = 100) -> tuple[list[IntakeRecord], str | None]:
-        """One page of ``agency``'s records, ordered by (received_at, voucher_id, revision).
+        """One page of ``agency``'s records (every agency's when None: the treasury's console), ordered by
+        (received_at, voucher_id, revision).
 
         ``received_from`` is inclusive, ``received_to`` exclusive. ``after`` is the cursor a previous page
         returned; the second item is the cursor of the next page, or None after the last. A malformed

@@ -16,9 +16,8 @@ import datetime
 import json
 
 from adapters.sql_bank import _MESSAGE_COLUMNS, _PAYMENT_COLUMNS
-from adapters.sql_store import INTAKE_COLUMNS
 from gateway.errors import Refusal
-from gateway.store import check_limit, parse_utc_text, utc, utc_text
+from gateway.store import check_limit, parse_utc_text, utc_text
 
 
 def encode(*key) -> str:
@@ -71,29 +70,10 @@ class ConsoleReads:
     def vouchers(self, *, agency: str | None, status: str | None, received_from: datetime.datetime | None,
                  received_to: datetime.datetime | None, after: str | None, limit: int):
         """A page of voucher revisions in (received_at, voucher_id, revision) order, of one agency (index
-        intake_by_agency / intake_by_agency_status) or of all (intake_by_received / intake_by_status_received)."""
-        check_limit(limit)
-        where, params = [], []
-        if agency is not None:
-            where.append("agency = ?")
-            params.append(agency)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if received_from is not None:
-            where.append("received_at >= ?")
-            params.append(self.store._time_param(utc(received_from, "received_from")))
-        if received_to is not None:
-            where.append("received_at < ?")
-            params.append(self.store._time_param(utc(received_to, "received_to")))
-        if after is not None:
-            where.append(f"(received_at, voucher_id, revision) > {self._row('tsi')}")
-            params += self._key("tsi", decode(after, "tsi"))
-        rows = self._query(f"SELECT {INTAKE_COLUMNS} FROM intake {'WHERE ' + ' AND '.join(where) if where else ''} "
-                           "ORDER BY received_at, voucher_id, revision LIMIT ?", [*params, limit + 1])
-        records = [self.store._record(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return records, (encode(records[-1].received_at, records[-1].voucher_id, records[-1].revision) if more else None)
+        intake_by_agency / intake_by_agency_status) or of all (intake_by_received / intake_by_status_received):
+        the store's own paged list, which takes ``agency=None`` for the treasury."""
+        return self.store.list_for_agency(agency, status=status, received_from=received_from,
+                                          received_to=received_to, after=after, limit=limit)
 
     def payee_lines(self, *, agency: str | None, prefix: str, after: str | None, limit: int):
         """Payment lines whose payee name starts with ``prefix`` (lines sent to the bank carry the payee:
