@@ -92,10 +92,10 @@ def _run(args: argparse.Namespace) -> int:
 def _resend(args: argparse.Namespace) -> int:
     from gateway.store import AuditEvent
 
-    from .audit_commands import _open_existing
+    from .command_store import open_existing_store
     from .clock import utc_now
 
-    store = _open_existing(args.store)
+    store = open_existing_store(args.store)
     try:
         message = store.bank_message("out", args.message_id)
         if message is None:
