@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -41,6 +42,17 @@ AGENCIES = ["379000001A", "379000002A"]
 
 def clock():
     return NOW
+
+
+def quiet(reactor, rounds: int = 5) -> None:
+    """Wait until no report is being handled in the reactor's thread pool for ``rounds`` checks in a row:
+    closing a SQLite store under a handler still writing through its connection crashes the interpreter."""
+    idle = 0
+    deadline = time.monotonic() + 20
+    while idle < rounds:
+        assert time.monotonic() < deadline, "report handlers still running after 20 s"
+        idle = idle + 1 if not call(reactor, lambda: reactor.getThreadPool().working) else 0
+        time.sleep(0.02)  # polling the thread pool, with a deadline
 
 
 class World:
@@ -319,4 +331,5 @@ def test_vgw_bank_resend_sends_a_lost_message_again_and_the_bank_books_nothing_t
                    "every report handled")
         assert_reconciled(world)
     finally:
+        quiet(reactor_thread)
         opened.close()
