@@ -8,8 +8,10 @@
   several processes on one store, only the one holding the relay turn publishes (adapters/relay_turn.py).
 - :class:`ReportIntake` (thread pool, behind a transport consumer): verifies a bank report (signature pinned
   to the bank's certificate, official XSD), applies it in ONE transaction, and answers ``ack`` or ``dead``.
-  A repeat changes nothing; a report naming payments we never sent, contradicting what the bank said before,
-  or malformed, changes nothing and goes to the dead-letter queue, counted for the operators' alert.
+  A repeat changes nothing; a report from or for another party, under an envelope id that is not its own, not
+  bound to the message and blocks its lines were sent in (gateway/bank_binding.py), naming payments we never
+  sent, contradicting what the bank said before, or malformed, changes nothing and goes to the dead-letter
+  queue, counted by its code for the operators' alert.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from twisted.logger import Logger
 from gateway.bank_envelope import BANK_LIMITS, open_sealed
 from gateway.bank_reports import read_camt054, read_pain002
 from gateway.bank_settlement import (
+    BANK_NAME,
+    GATEWAY_NAME,
     REPORT_ROUTING,
     SigningIdentity,
     build_batch,
@@ -204,10 +208,15 @@ class ReportIntake:
 
     def __init__(self, store, bank_cert: x509.Certificate, *, treasury_account: str,
                  clock: Callable[[], datetime.datetime] = utc_now, limits: XmlLimits = BANK_LIMITS,
-                 on_dead: Callable[[str], None] | None = None) -> None:
+                 on_dead: Callable[[str], None] | None = None, bank_name: str = BANK_NAME,
+                 gateway_name: str = GATEWAY_NAME) -> None:
         self.store = store
         self.bank_cert = bank_cert
         self.treasury_account = treasury_account
+        self.bank_name = bank_name
+        """The Sender a report must name: the agent bank this gateway exchanges with (its certificate is pinned)."""
+        self.gateway_name = gateway_name
+        """The Receiver a report must name: this gateway, as it names itself on its transfer messages."""
         self.clock = clock
         self.limits = limits
         self.on_dead = on_dead or (lambda code: None)
@@ -244,8 +253,8 @@ class ReportIntake:
 
     def _apply(self, body: bytes) -> str:
         now = self.clock()
-        sealed = open_sealed(body, signer_cert=self.bank_cert, allowed_types=REPORT_TYPES, now=now,
-                             limits=self.limits)
+        sealed = open_sealed(body, signer_cert=self.bank_cert, allowed_types=REPORT_TYPES, sender=self.bank_name,
+                             receiver=self.gateway_name, now=now, limits=self.limits)
         if sealed.message_type == "camt.054.001.08":
             report = read_camt054(sealed.document, treasury_account=self.treasury_account)
         else:
@@ -262,9 +271,10 @@ class ReportIntake:
             return self._repeat(stored.sha256 == sealed.sha256, sealed.message_id)
         record = BankMessageRecord("in", sealed.message_id, sealed.message_type, REPORT_ROUTING, body,
                                    hashlib.sha256(body).hexdigest(), len(report.outcomes), 0, now)
+        sent = None if report.original is None else self.store.sent_message(report.original.message_id)
         for _ in range(MAX_ATTEMPTS):
             targets = self._targets(report.outcomes)
-            settlement = settle_report(report, record, targets=targets, at=now)
+            settlement = settle_report(report, record, targets=targets, sent=sent, at=now)
             if settlement.unapplied:
                 first = settlement.unapplied[0]
                 return self._dead(first.code, f"report {report.message_id}: {first.message} "

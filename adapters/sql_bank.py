@@ -22,6 +22,7 @@ from gateway.bank_store import (
     PaymentRow,
     ReportAlreadyStored,
     ReportWrite,
+    SentMessage,
     UnansweredMessage,
 )
 from gateway.business_time import TAIPEI
@@ -144,20 +145,25 @@ class BankSql:
         stamp = self._time_param(write.at)
         today = write.at.astimezone(TAIPEI).date().isoformat()
         cursor = conn.cursor()
-        # statement_on: the booking date (new, else the one stored), else the Taipei date of this change;
-        # paid_on: set once, when the line is paid, and kept if it is returned later (v0008).
+        # statement_on: the booking date (new, else the one stored), else — when the state changes — the Taipei
+        # date of this change, else (facts filled in) as it was; paid_on: the booking date of a paid line once
+        # known, else the Taipei date it was reported paid, and kept if it is returned later (v0008). The
+        # compare-and-set covers the booking date too: a fill-in raced by another report is decided again.
         cursor.executemany(self._sql(
             "UPDATE payments SET state = ?, reason_code = COALESCE(?, reason_code), "
             "reason_text = COALESCE(?, reason_text), bank_reference = COALESCE(?, bank_reference), "
-            "booked_on = COALESCE(?, booked_on), statement_on = COALESCE(?, booked_on, ?), "
-            "paid_on = COALESCE(paid_on, ?), changed_at = ? WHERE end_to_end_id = ? AND state = ?"),
+            "booked_on = COALESCE(?, booked_on), statement_on = COALESCE(?, booked_on, ?, statement_on), "
+            "paid_on = COALESCE(?, paid_on, ?), changed_at = ? "
+            "WHERE end_to_end_id = ? AND state = ? AND COALESCE(booked_on, '') = ?"),
             [(c.new.value, c.reason_code, c.reason_text, c.bank_reference, _day(c.booked_on), _day(c.booked_on),
-              today, (_day(c.booked_on) or today) if c.new is LineState.PAID else None, stamp, c.end_to_end_id,
-              c.expected.value)
+              None if c.fills_in else today, _day(c.booked_on) if c.new is LineState.PAID else None,
+              today if c.new is LineState.PAID else None, stamp, c.end_to_end_id, c.expected.value,
+              _day(c.expected_booked_on) or "")
              for c in write.lines])
         if cursor.rowcount != len(write.lines):
             raise LineChanged(f"{len(write.lines) - cursor.rowcount} of the report's lines moved meanwhile")
-        self._book_notices(conn, write.lines, stamp)  # deposit notices armed or cancelled (notice_sql.py)
+        moved = [c for c in write.lines if not c.fills_in]
+        self._book_notices(conn, moved, stamp)  # deposit notices armed or cancelled (notice_sql.py)
         totals: dict[tuple, int] = defaultdict(int)
         moving = [c for c in write.lines if c.money]
         keys = self._budget_keys(conn, [c.end_to_end_id for c in moving])
@@ -255,6 +261,17 @@ class BankSql:
         rows = self._read(self._sql(f"SELECT {_MESSAGE_COLUMNS} FROM bank_messages WHERE direction = ? AND "
                                     "message_id > ? ORDER BY message_id LIMIT ?"), (direction, after or "", limit))
         return [self._message(r) for r in rows]
+
+    def sent_message(self, message_id: str) -> SentMessage | None:
+        rows = self._read(self._sql("SELECT message_id, message_type, payment_count, control_sum, created_at FROM "
+                                    "bank_messages WHERE direction = 'out' AND message_id = ?"), (message_id,))
+        if not rows:
+            return None
+        blocks = self._read(self._sql("SELECT payment_info_id, COUNT(*), SUM(amount) FROM payments WHERE "
+                                      "message_id = ? GROUP BY payment_info_id"), (message_id,))
+        row = rows[0]
+        return SentMessage(row[0], row[1], int(row[2]), int(row[3]), self._time_value(row[4]),
+                           {b[0]: (int(b[1]), int(b[2])) for b in blocks})
 
     def payments_by_ids(self, end_to_end_ids: list[str]) -> dict[str, PaymentRow]:
         found: dict[str, PaymentRow] = {}

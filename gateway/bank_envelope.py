@@ -15,7 +15,11 @@ only way a received message is read, and runs the same ladder as every other sig
 5. :func:`~gateway.signature_verification.verify_pinned` (the signature, then 6.);
 6. the signer pinned by its whole DER encoding: a certificate from the same CA (an agency's, the gateway's own)
    must not be able to speak for the bank, and a name or serial could be shared by another certificate;
-7. from then on only the verifier's signed root is read: what comes back is what the signature covers.
+7. from then on only the verifier's signed root is read: what comes back is what the signature covers;
+8. the signed header binds the message to this exchange: its Sender must be the party the caller expects
+   (the bank this gateway is configured for), its Receiver the caller itself, so a message the bank signed for
+   another receiver (another city's gateway) cannot be replayed here; and its MessageId must be the ISO
+   document's own ``GrpHdr/MsgId``, so a message is deduplicated, stored and audited under one id.
 """
 
 from __future__ import annotations
@@ -132,28 +136,35 @@ def seal(document: etree._Element, *, message_id: str, message_type: str, sender
 
     ``document`` must be valid against the official XSD of ``message_type``: it is checked here, because a
     message the bank refuses as malformed costs a round trip and leaves payments waiting, and what we send
-    must pass the very checks :func:`open_sealed` runs on what we receive. An invalid document is our own bug
-    (GatewayError), not a refusal. ``created_at`` is both CreatedAt and the XAdES SigningTime.
+    must pass the very checks :func:`open_sealed` runs on what we receive. An invalid document, or one whose
+    MsgId is not ``message_id``, is our own bug (GatewayError), not a refusal. ``created_at`` is both CreatedAt and the XAdES SigningTime.
     """
     root = envelope_element(document, message_id=message_id, message_type=message_type, sender=sender,
                             receiver=receiver, created_at=created_at)
-    problems = _inner_problems(_only_child(root.find(_Q + "Document")), message_type)
+    inner = _only_child(root.find(_Q + "Document"))
+    problems = _inner_problems(inner, message_type)
     if problems:
         raise GatewayError(f"refusing to seal an invalid {message_type} document: "
                            + "; ".join(str(p) for p in problems[:5]))
+    if document_message_id(inner) != message_id:
+        raise GatewayError(f"refusing to seal message {message_id} around a document whose MsgId is "
+                           f"{document_message_id(inner)!r}")
     signed = sign_owned_element(root, key, cert, created_at)  # root was built above for this message alone
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
-def open_sealed(data: bytes, *, signer_cert: x509.Certificate, allowed_types: frozenset[str],
-                now: datetime.datetime, limits: XmlLimits = BANK_LIMITS) -> SealedMessage:
-    """Accept ``data`` as a message of one of ``allowed_types`` signed by exactly ``signer_cert``, or raise Refusal.
+def open_sealed(data: bytes, *, signer_cert: x509.Certificate, allowed_types: frozenset[str], sender: str,
+                receiver: str, now: datetime.datetime, limits: XmlLimits = BANK_LIMITS) -> SealedMessage:
+    """Accept ``data`` as a message of one of ``allowed_types`` signed by exactly ``signer_cert``, sent by
+    ``sender`` to ``receiver`` (the header's party names), or raise Refusal.
 
     Codes: those of parsing (``xml-malformed``, ``xml-forbidden-construct``, ``too-large``, ``too-deep``),
     ``schema-invalid`` (envelope or ISO document, every problem with its line and path),
     ``bank-message-type-unexpected`` (a type not in ``allowed_types``, or a document of another type than the
     header names), the signature profile and verification (``signature-*``, ``certificate-expired``,
-    ``certificate-not-yet-valid``, judged at ``now``), and ``bank-signer-unexpected``.
+    ``certificate-not-yet-valid``, judged at ``now``), ``bank-signer-unexpected``, then on the signed header
+    ``bank-sender-unexpected``, ``bank-receiver-unexpected`` and ``bank-message-id-mismatch`` (the header's
+    MessageId is not the document's GrpHdr/MsgId).
     """
     unknown = set(allowed_types) - MESSAGE_TYPES
     if unknown:
@@ -178,7 +189,37 @@ def open_sealed(data: bytes, *, signer_cert: x509.Certificate, allowed_types: fr
         raise Refusal(problems)
     signature = verify_pinned(root, now=now, pinned=signer_cert, code="bank-signer-unexpected",
                               what="the pinned one")
-    return _read(signature.signed_root, hashlib.sha256(data).hexdigest(), signature.signing_time)
+    sealed = _read(signature.signed_root, hashlib.sha256(data).hexdigest(), signature.signing_time)
+    _check_binding(sealed, sender=sender, receiver=receiver)
+    return sealed
+
+
+def _check_binding(sealed: SealedMessage, *, sender: str, receiver: str) -> None:
+    """Step 8 of the module docstring, on the signed header and document."""
+    if sealed.sender != sender:
+        raise Refusal("bank-sender-unexpected", f"the message says it is from {sealed.sender!r}, not {sender!r}: "
+                      "a party this exchange does not talk to", path="/BankMessage/Header/Sender")
+    if sealed.receiver != receiver:
+        raise Refusal("bank-receiver-unexpected", f"the message is addressed to {sealed.receiver!r}, not to "
+                      f"{receiver!r}: it was signed for another receiver", path="/BankMessage/Header/Receiver")
+    document_id = document_message_id(sealed.document)
+    if document_id != sealed.message_id:
+        raise Refusal("bank-message-id-mismatch", f"the envelope's MessageId {sealed.message_id!r} is not the "
+                      f"document's own MsgId {document_id!r}: one message must go by one id",
+                      path="/BankMessage/Header/MessageId")
+
+
+def document_message_id(document: etree._Element) -> str | None:
+    """The ``GrpHdr/MsgId`` of an ISO document (its message element's group header), trimmed; None if absent.
+    All three types the envelope carries have it, mandatory, in the same place."""
+    message = next(document.iterchildren(etree.Element), None)
+    if message is None:
+        return None
+    namespace = etree.QName(document).namespace
+    found = message.find(f"{{{namespace}}}GrpHdr/{{{namespace}}}MsgId")
+    if found is None:
+        return None
+    return "".join(found.itertext()).strip()
 
 
 def _read(signed: etree._Element, sha256: str, signed_at: datetime.datetime) -> SealedMessage:

@@ -15,6 +15,12 @@ story. The rules, each a row below with its reason:
 Why a table, as in gateway/workflow.py: the whole policy is reviewable in one screen, the tests enumerate it,
 and no adapter can add a path it does not have. Pure: no I/O, no clock.
 
+Facts, per line (:func:`filled_facts`): a report that leaves a line's state as it is may still add what the
+line lacks. The usual order is the pain.002 ACSC (paid, no booking date) and then the camt.054 booking; the
+booking is "a repeat of paid" for the table, but its booking date (入帳日, on the statement and the deposit
+notice) and its reference are news. :data:`FACT_RULES` says which facts are filled in later and which are a
+conflict when they differ, so the line ends the same whichever report came first.
+
 Money, per line (:func:`money_move`): the amount is reserved when the treasury accepts the voucher; paid
 consumes the reservation; returned frees it — from the reservation if the line was never paid, from spending
 if it was. The money a line holds depends on its state alone, so any path to the same state moves the same
@@ -23,12 +29,14 @@ money in total.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from .bank_payments import LineState, OutcomeKind
 from .errors import Refusal
 
 CONFLICT_CODE = "bank-outcome-conflict"
+BOOKING_CONFLICT_CODE = "bank-booking-conflict"
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,61 @@ def apply_outcome(state: LineState, kind: OutcomeKind) -> LineState | None:
         raise Refusal(CONFLICT_CODE, f"the payment is {state.value} and the bank now reports it {kind.value}: "
                       f"{found.why}")
     return found.target
+
+
+@dataclass(frozen=True)
+class LineFacts:
+    """What a line records besides its state: as stored (``known``), as an outcome reports it, or — from
+    :func:`filled_facts` — what to write (None: keep what is stored)."""
+
+    booked_on: datetime.date | None = None
+    bank_reference: str | None = None
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+FACT_RULES: tuple[tuple[str, str, str], ...] = (
+    ("booking date", "a booking of what the line already is (camt.054 paid on a paid line, returned on a "
+                     "returned line)",
+     "filled in when the line has none, together with the booking's bank reference (which replaces a status "
+     "report's); the same date again is a repeat; another date is a conflict (bank-booking-conflict): one "
+     "payment booked on two days may have been paid twice, so a person looks"),
+    ("bank reference", "any outcome",
+     "filled in when the line has none; otherwise the first is kept and a different one is not compared: it is "
+     "shown to people and never matched on (the EndToEndId in its message and block is)"),
+    ("return reason", "a rejection or return on a returned line",
+     "filled in (code and text) when the line has no code; otherwise the first is kept"),
+)
+"""(fact, which outcomes may bring it to a line whose state they leave as it is, what happens): the policy of
+:func:`filled_facts`, shown in docs/architecture.md."""
+
+
+def filled_facts(state: LineState, kind: OutcomeKind, known: LineFacts, reported: LineFacts) -> LineFacts | None:
+    """What an outcome ``kind`` that leaves a ``state`` line as it is adds to the line's ``known`` facts (see
+    :data:`FACT_RULES`): the facts to write, or None when it adds nothing. Raises Refusal
+    ``bank-booking-conflict`` for a second booking on another date. Only for (state, kind) pairs whose row
+    moves nothing and is no conflict (ValueError otherwise: that is the caller's bug)."""
+    found = _TABLE[(state, kind)]
+    if found.conflict or found.target is not None:
+        raise ValueError(f"{state.value} + {kind.value} is not a pair that leaves the line as it is")
+    booked = reference = code = text = None
+    same_event = (state, kind) in ((LineState.PAID, OutcomeKind.PAID), (LineState.RETURNED, OutcomeKind.RETURNED))
+    if same_event and reported.booked_on is not None:
+        if known.booked_on is None:
+            booked, reference = reported.booked_on, reported.bank_reference
+        elif known.booked_on != reported.booked_on:
+            raise Refusal(BOOKING_CONFLICT_CODE, f"the {state.value} payment was booked on "
+                          f"{known.booked_on.isoformat()} and the bank now reports a booking on "
+                          f"{reported.booked_on.isoformat()}: booked twice would mean paid twice, so a person "
+                          "must look")
+    if reference is None and known.bank_reference is None:
+        reference = reported.bank_reference
+    if state is LineState.RETURNED and kind in (OutcomeKind.REJECTED, OutcomeKind.RETURNED) \
+            and known.reason_code is None and reported.reason_code is not None:
+        code, text = reported.reason_code, reported.reason_text
+    if booked is None and reference is None and code is None:
+        return None
+    return LineFacts(booked, reference, code, text)
 
 
 MONEY_MOVES = ("consume", "free-reserved", "free-consumed")

@@ -104,9 +104,13 @@ class OutcomeKind(enum.Enum):
 
 @dataclass(frozen=True)
 class BankOutcome:
-    """One thing a bank report says. Exactly one scope is named: ``end_to_end_id`` (one payment), or
-    ``original_payment_info_id`` (every payment of that group), or ``original_message_id`` alone (every
-    payment of that transfer message, e.g. a whole-file AM10 rejection)."""
+    """One thing a bank report says. Its scope is the most specific reference named: ``end_to_end_id`` (one
+    payment), else ``original_payment_info_id`` (every payment of that group), else ``original_message_id``
+    alone (every payment of that transfer message, e.g. a whole-file AM10 rejection).
+
+    An outcome about one payment also carries the message and group the bank says it was sent in (a pain.002
+    always names both; a camt.054 booking when its ``Refs`` give ``MsgId`` / ``PmtInfId``) and, when given, its
+    instruction id: the line must have been sent under exactly those (gateway/bank_binding.py)."""
 
     kind: OutcomeKind
     original_message_id: str | None = None
@@ -117,6 +121,7 @@ class BankOutcome:
     reason_text: str | None = None  # the bank's additional information, if any
     bank_reference: str | None = None  # AcctSvcrRef / TxId: the bank's own reference
     booked_on: datetime.date | None = None
+    instruction_id: str | None = None  # OrgnlInstrId (pain.002) / Refs/InstrId (camt.054), when given
 
     def __post_init__(self) -> None:
         if not (self.end_to_end_id or self.original_payment_info_id or self.original_message_id):
@@ -156,6 +161,29 @@ class UnmatchedItem:
 
 
 @dataclass(frozen=True)
+class OriginalBlock:
+    """What a pain.002 says of one payment-information block of the message it answers (``OrgnlPmtInfAndSts``):
+    its id and, when the bank repeats them, its number of transactions and control sum."""
+
+    payment_info_id: str
+    count: int | None = None
+    control_sum: int | None = None  # whole NT$
+
+
+@dataclass(frozen=True)
+class OriginalMessage:
+    """What a pain.002 says of the transfer message it answers (``OrgnlGrpInfAndSts`` and the blocks): the
+    facts gateway/bank_binding.py compares with the message as sent."""
+
+    message_id: str
+    message_name: str  # OrgnlMsgNmId: the ISO type answered, ours is pain.001.001.09
+    created_at: datetime.datetime | None = None  # OrgnlCreDtTm
+    count: int | None = None  # OrgnlNbOfTxs
+    control_sum: int | None = None  # OrgnlCtrlSum, whole NT$
+    blocks: tuple[OriginalBlock, ...] = ()
+
+
+@dataclass(frozen=True)
 class BankReport:
     """One inbound bank message read: its own id, its ISO type, when the bank made it, what it says.
 
@@ -169,3 +197,5 @@ class BankReport:
     created_at: datetime.datetime
     outcomes: tuple[BankOutcome, ...]
     unmatched: tuple[UnmatchedItem, ...] = ()
+    original: OriginalMessage | None = None
+    """A pain.002's account of the message it answers; None for a camt.054 (its bookings name their own)."""

@@ -37,7 +37,7 @@ class TxStatus(NamedTuple):
     reason_text: str | None = None
     amount: int | None = None  # whole NT$: OrgnlTxRef/Amt/InstdAmt
     bank_reference: str | None = None  # AcctSvcrRef
-    payment_info_id: str | None = None  # the OrgnlPmtInfId block it goes into (default: see build_pain002)
+    payment_info_id: str | None = None  # the OrgnlPmtInfId block it goes into (else build_pain002's)
 
 
 class Booking(NamedTuple):
@@ -50,6 +50,8 @@ class Booking(NamedTuple):
     bank_reference: str | None = None  # AcctSvcrRef of the entry and of the transaction
     return_reason: str | None = None  # ExternalReturnReason1Code: writes RtrInf
     return_text: str | None = None
+    message_id: str | None = None  # Refs/MsgId: the transfer message the payment was sent in
+    payment_info_id: str | None = None  # Refs/PmtInfId: its payment block
 
 
 def _iso_time(at: datetime.datetime) -> str:
@@ -112,9 +114,10 @@ def build_pain002(*, message_id: str, created_at: datetime.datetime, original_me
     ``group_status`` (GrpSts, None for none) with ``group_reason`` / ``group_reason_text`` speaks for the whole
     message. ``tx_statuses`` are ``(end_to_end_id, status, reason_code, reason_text, amount, bank_reference
     [, payment_info_id])``; each goes into the ``OrgnlPmtInfAndSts`` block of its payment_info_id, else of
-    ``payment_info_id``, else of a block named after the original message. ``payment_statuses`` maps a block id
-    to ``(PmtInfSts or None, reason code, reason text)``; such blocks are written even without transactions
-    (a whole payment group rejected). Blocks appear in the order first named, payment_statuses first."""
+    ``payment_info_id``: the block it was sent in, which the gateway checks (gateway/bank_binding.py), so
+    there is no default (ValueError). ``payment_statuses`` maps a block id to ``(PmtInfSts or None, reason
+    code, reason text)``; such blocks are written even without transactions (a whole payment group
+    rejected). Blocks appear in the order first named, payment_statuses first."""
     sub = child_writer(PAIN002_NS)
     root = etree.Element(f"{{{PAIN002_NS}}}Document", nsmap={None: PAIN002_NS})
     report = sub(root, "CstmrPmtStsRpt")
@@ -129,11 +132,13 @@ def build_pain002(*, message_id: str, created_at: datetime.datetime, original_me
     _status_reason(sub, group, group_reason, group_reason_text)
 
     statuses = dict(payment_statuses or {})
-    default_block = payment_info_id or original_message_id
     blocks: dict[str, list[TxStatus]] = {block_id: [] for block_id in statuses}
     for item in tx_statuses:
         tx = item if isinstance(item, TxStatus) else TxStatus(*item)
-        blocks.setdefault(tx.payment_info_id or default_block, []).append(tx)
+        block_id = tx.payment_info_id or payment_info_id
+        if block_id is None:
+            raise ValueError(f"the status of {tx.end_to_end_id} names no payment block (OrgnlPmtInfId)")
+        blocks.setdefault(block_id, []).append(tx)
     for block_id, transactions in blocks.items():
         block = sub(report, "OrgnlPmtInfAndSts")
         sub(block, "OrgnlPmtInfId", block_id)
@@ -164,7 +169,8 @@ def build_camt054(*, message_id: str, created_at: datetime.datetime, account: st
                   entries: Iterable[Booking | tuple]) -> etree._Element:
     """A camt.054.001.08 notification of bookings on the treasury ``account`` (its id as ``Acct/Id/Othr/Id``,
     kept in NT$), one ``Ntry`` with one ``TxDtls`` per entry ``(end_to_end_id, amount, credit_debit, booked_on,
-    bank_reference, return_reason[, return_text])``, all with status BOOK."""
+    bank_reference, return_reason[, return_text, message_id, payment_info_id])``, all with status BOOK; the
+    transaction's ``Refs`` name the transfer message and block when given."""
     sub = child_writer(CAMT054_NS)
     root = etree.Element(f"{{{CAMT054_NS}}}Document", nsmap={None: CAMT054_NS})
     notice = sub(root, "BkToCstmrDbtCdtNtfctn")
@@ -194,12 +200,13 @@ def build_camt054(*, message_id: str, created_at: datetime.datetime, account: st
         is_return = booking.return_reason is not None or bool(info_lines(booking.return_text))
         _bank_transaction_code(sub, entry, _RETURN_CODE if is_return else _TRANSFER_CODE)
         tx = sub(sub(entry, "NtryDtls"), "TxDtls")
-        if booking.bank_reference is not None or booking.end_to_end_id is not None:
+        references = (("MsgId", booking.message_id), ("AcctSvcrRef", booking.bank_reference),
+                      ("PmtInfId", booking.payment_info_id), ("EndToEndId", booking.end_to_end_id))
+        if any(value is not None for _, value in references):
             refs = sub(tx, "Refs")
-            if booking.bank_reference is not None:
-                sub(refs, "AcctSvcrRef", booking.bank_reference)
-            if booking.end_to_end_id is not None:
-                sub(refs, "EndToEndId", booking.end_to_end_id)
+            for name, value in references:  # in the schema's order (TransactionReferences6)
+                if value is not None:
+                    sub(refs, name, value)
         sub(tx, "Amt", amount).set("Ccy", CURRENCY)
         sub(tx, "CdtDbtInd", booking.credit_debit)
         if is_return:

@@ -30,6 +30,12 @@ message status — so that a consumer applying them in order (gateway/bank_settl
 own detail win: its line has moved already when the broader statement reaches it, and the per-line reducer
 (gateway/bank_outcomes.py) treats the broader statement as a repeat, a late report, or a contradiction.
 
+References: this module reads what a report says it is about — a pain.002's ``OrgnlMsgId``, ``OrgnlMsgNmId``,
+``OrgnlCreDtTm``, counts and control sums (:class:`~gateway.bank_payments.OriginalMessage`), each transaction's
+``OrgnlPmtInfId`` and ``OrgnlInstrId``, a camt.054 transaction's ``Refs`` (``MsgId``, ``PmtInfId``, ``InstrId``) —
+and does not judge them: whether they match what was sent is gateway/bank_binding.py's question, asked with
+the stored lines in hand.
+
 Money: amounts are whole New Taiwan dollars. A report amount in another currency, with a fraction, or not
 above zero is refused (``bank-amount-invalid``) rather than rounded: the treasury account is an NT$ account,
 so such an amount means the report is not about it. Times without a UTC offset are Taipei time.
@@ -46,7 +52,7 @@ from types import MappingProxyType
 
 from lxml import etree
 
-from .bank_payments import BankOutcome, BankReport, OutcomeKind, UnmatchedItem
+from .bank_payments import BankOutcome, BankReport, OriginalBlock, OriginalMessage, OutcomeKind, UnmatchedItem
 from .business_time import TAIPEI
 from .errors import Refusal
 from .xml_safety import tree_path
@@ -218,6 +224,29 @@ def _amount(node: etree._Element) -> int:
     return value
 
 
+def _control_sum(node: etree._Element | None) -> int | None:
+    """A ``CtrlSum`` (a DecimalNumber, no currency: the sum of NT$ amounts) as whole dollars; None when absent."""
+    if node is None:
+        return None
+    text = _text_of(node)
+    match = _DECIMAL.fullmatch(text)
+    if match is None or not (match[1] or match[2]) or (match[2] or "").strip("0") \
+            or len(match[1].lstrip("0")) > _MAX_AMOUNT_DIGITS:
+        raise Refusal("bank-amount-invalid", f"the control sum {text[:40]!r} is not a whole NT$ amount",
+                      line=_line(node), path=tree_path(node))
+    return int(match[1] or "0")
+
+
+def _count(node: etree._Element | None) -> int | None:
+    """A ``NbOfTxs`` (Max15NumericText) as an int; None when absent."""
+    if node is None:
+        return None
+    text = _text_of(node)
+    if not text.isascii() or not text.isdigit():
+        raise _invalid(f"the number of transactions {text[:20]!r} is not a number", node)
+    return int(text)
+
+
 def _reason(infos: Iterable[etree._Element], ns: str) -> tuple[str | None, str | None]:
     """(code, text) of status-reason or return-reason blocks (``Rsn/Cd|Prtry`` and ``AddtlInf`` lines).
 
@@ -277,13 +306,17 @@ def read_pain002(root: etree._Element) -> BankReport:
     created_at = _date_time(header.required("CreDtTm"))
     group = _Kids(report.required("OrgnlGrpInfAndSts"), _P)
     original = group.required_text("OrgnlMsgId")
+    created = group.get("OrgnlCreDtTm")
 
     details: list[BankOutcome] = []
     blocks: list[BankOutcome] = []
     unmatched: list[UnmatchedItem] = []
+    originals: list[OriginalBlock] = []
     for block_node in report.all("OrgnlPmtInfAndSts"):
         block = _Kids(block_node, _P)
         block_id = block.required_text("OrgnlPmtInfId")
+        originals.append(OriginalBlock(block_id, _count(block.get("OrgnlNbOfTxs")),
+                                       _control_sum(block.get("OrgnlCtrlSum"))))
         for tx_node in block.all("TxInfAndSts"):
             tx = _Kids(tx_node, _P)
             kind = TRANSACTION_OUTCOMES.get(tx.text("TxSts") or "")
@@ -298,7 +331,8 @@ def read_pain002(root: etree._Element) -> BankReport:
             if e2e is None:
                 unmatched.append(UnmatchedItem("no-end-to-end-id", raw_id, kind, amount, None, code, bank_reference))
                 continue
-            details.append(BankOutcome(kind, original, block_id, e2e, amount, code, text, bank_reference))
+            details.append(BankOutcome(kind, original, block_id, e2e, amount, code, text, bank_reference,
+                                       instruction_id=tx.text("OrgnlInstrId")))
         kind = GROUP_OUTCOMES.get(block.text("PmtInfSts") or "")
         if kind is not None:
             code, text = _reason(block.all("StsRsnInf"), _P)
@@ -308,7 +342,10 @@ def read_pain002(root: etree._Element) -> BankReport:
     if kind is not None:
         code, text = _reason(group.all("StsRsnInf"), _P)
         whole.append(BankOutcome(kind, original, reason_code=code, reason_text=text))
-    return BankReport(message_id, PAIN002, created_at, tuple(details + blocks + whole), tuple(unmatched))
+    answered = OriginalMessage(original, group.required_text("OrgnlMsgNmId"),
+                               None if created is None else _date_time(created), _count(group.get("OrgnlNbOfTxs")),
+                               _control_sum(group.get("OrgnlCtrlSum")), tuple(originals))
+    return BankReport(message_id, PAIN002, created_at, tuple(details + blocks + whole), tuple(unmatched), answered)
 
 
 # --- camt.054 ---------------------------------------------------------------------------------------------------
@@ -410,8 +447,9 @@ def _read_entry(entry: _Kids, outcomes: list[BankOutcome], unmatched: list[Unmat
         if why is not None:
             unmatched.append(UnmatchedItem(why, raw_id, kind, amount, side, code, reference, booked_on))
             continue
-        outcomes.append(BankOutcome(kind, end_to_end_id=e2e, amount=amount, reason_code=code, reason_text=text,
-                                    bank_reference=reference, booked_on=booked_on))
+        outcomes.append(BankOutcome(kind, None if refs is None else refs.text("MsgId"),
+                                    None if refs is None else refs.text("PmtInfId"), e2e, amount, code, text,
+                                    reference, booked_on, None if refs is None else refs.text("InstrId")))
 
 
 def _transaction_amount(tx: _Kids, entry_amount: int | None) -> int | None:

@@ -7,7 +7,8 @@ Two decisions live here, each a plain function over values the adapters read fro
   one :class:`BatchWrite` that moves the vouchers to ``batched`` together with the outbox rows.
 - :func:`settle_report`: a verified bank report and the stored lines it names → the line changes, money
   moves and per-voucher audit events of ONE :class:`ReportWrite`,
-  plus what could not be applied (unknown references, contradictions) for the dead-letter queue; then
+  plus what could not be applied (a report not bound to what was sent, gateway/bank_binding.py; unknown
+  references; contradictions) for the dead-letter queue; then
   :func:`settlement_write` settles each voucher whose lines all have a final answer.
 
 Why per line: a payroll voucher carries hundreds of payees; the bank pays most and returns a few (退匯).
@@ -25,11 +26,12 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from .approvals import system_write
+from .bank_binding import REFERENCE_UNKNOWN, Unapplied, line_problem, original_problems
 from .bank_envelope import seal
-from .bank_outcomes import apply_outcome, money_move
+from .bank_outcomes import LineFacts, apply_outcome, filled_facts, money_move
 from .bank_payments import BankOutcome, BankReport, LineState, Payment, end_to_end_id
 from .bank_store import (BankMessageRecord, BatchedPayment, BatchWrite, LineChange, LineStatus, PaymentRow,
-                         ReportWrite)
+                         ReportWrite, SentMessage)
 from .errors import Refusal
 from .pain001 import TreasuryAccount, build_pain001
 from .payment_batching import plan_transfers
@@ -106,15 +108,6 @@ def build_batch(vouchers: Sequence[tuple[IntakeRecord, Voucher]], *, execution_d
 # --- reports ---------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Unapplied:
-    """Something a report says that cannot be applied: why (a stable code) and about what."""
-
-    code: str
-    reference: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Settlement:
     write: ReportWrite
     unapplied: tuple[Unapplied, ...] = ()
@@ -129,53 +122,87 @@ def scope_of(outcome: BankOutcome) -> tuple[str, str]:
     return "message", outcome.original_message_id or ""
 
 
+def _facts(row: PaymentRow) -> LineFacts:
+    return LineFacts(row.booked_on, row.bank_reference, row.reason_code, row.reason_text)
+
+
 def settle_report(report: BankReport, record: BankMessageRecord, *, targets: Sequence[list[PaymentRow]],
-                  at: datetime.datetime) -> Settlement:
+                  sent: SentMessage | None, at: datetime.datetime) -> Settlement:
     """What ``report`` does to its lines. ``targets[i]`` are the stored lines outcome ``i`` names (empty:
-    unknown). Outcomes apply in report order; later ones see earlier ones' effect."""
+    unknown); ``sent`` is the stored transfer message a pain.002 answers (None when there is none, or for a
+    camt.054). Nothing applies unless the report is bound to what was sent (gateway/bank_binding.py).
+    Outcomes apply in report order; later ones see earlier ones' effect, on the state and on the facts."""
     state: dict[str, LineState] = {}
+    facts: dict[str, LineFacts] = {}
     changes: dict[str, LineChange] = {}
-    unapplied: list[Unapplied] = []
+    unapplied: list[Unapplied] = original_problems(report.original, sent)
     # per voucher: how many lines each report outcome moved, and the returned lines with their reasons (the
     # paid ones are in the payments table; the audit entry stays small for an 800-line payroll)
-    notes: dict[tuple[str, int], dict] = defaultdict(lambda: {"lines": defaultdict(int), "returned": []})
+    notes: dict[tuple[str, int], dict] = defaultdict(lambda: {"lines": defaultdict(int), "returned": [], "filled": 0})
     for outcome, rows in zip(report.outcomes, targets, strict=True):
         if not rows:
             kind, ref = scope_of(outcome)
-            unapplied.append(Unapplied("bank-reference-unknown", ref, f"no {kind} {ref!r} was sent to the bank"))
+            unapplied.append(Unapplied(REFERENCE_UNKNOWN, ref, f"no {kind} {ref!r} was sent to the bank"))
             continue
-        if outcome.end_to_end_id and outcome.amount is not None and outcome.amount != rows[0].amount:
-            unapplied.append(Unapplied("bank-amount-mismatch", outcome.end_to_end_id,
-                                       f"the bank reports NT$ {outcome.amount:,} for a NT$ {rows[0].amount:,} payment"))
-            continue
+        if outcome.end_to_end_id:
+            unbound = line_problem(outcome, rows[0])
+            if unbound is not None:
+                unapplied.append(unbound)
+                continue
+            if outcome.amount is not None and outcome.amount != rows[0].amount:
+                unapplied.append(Unapplied("bank-amount-mismatch", outcome.end_to_end_id, f"the bank reports NT$ "
+                                           f"{outcome.amount:,} for a NT$ {rows[0].amount:,} payment"))
+                continue
+        reported = LineFacts(outcome.booked_on, outcome.bank_reference, outcome.reason_code, outcome.reason_text)
         for row in rows:
-            current = state.get(row.end_to_end_id, row.state)
+            e2e = row.end_to_end_id
+            current = state.get(e2e, row.state)
+            known = facts.get(e2e) or _facts(row)
             try:
                 after = apply_outcome(current, outcome.kind)
+                added = filled_facts(current, outcome.kind, known, reported) if after is None else None
             except Refusal as refusal:
-                unapplied.append(Unapplied(refusal.code, row.end_to_end_id, refusal.message))
+                unapplied.append(Unapplied(refusal.code, e2e, refusal.message))
                 continue
-            if after is None:
+            if after is None and added is None:
                 continue
-            first = changes.get(row.end_to_end_id)
-            expected = first.expected if first else row.state
-            reason = outcome.reason_code if after is LineState.RETURNED else None
-            changes[row.end_to_end_id] = LineChange(
-                row.end_to_end_id, expected, after, money_move(expected, after), reason_code=reason,
-                reason_text=outcome.reason_text if reason else None, bank_reference=outcome.bank_reference,
-                booked_on=outcome.booked_on)
-            state[row.end_to_end_id] = after
             note = notes[(row.voucher_id, row.revision)]
-            note["lines"][after.value] += 1
-            if reason:
-                note["returned"].append({"line": row.line_number, "end_to_end_id": row.end_to_end_id,
-                                         "reason_code": reason, "reason_text": outcome.reason_text})
+            if after is None:  # the state stays; the report adds facts the line lacked
+                after, write = current, added
+                note["filled"] += 1
+            else:
+                reason = outcome.reason_code if after is LineState.RETURNED else None
+                write = LineFacts(outcome.booked_on, outcome.bank_reference, reason,
+                                  outcome.reason_text if reason else None)
+                note["lines"][after.value] += 1
+                if reason:
+                    note["returned"].append({"line": row.line_number, "end_to_end_id": e2e, "reason_code": reason,
+                                             "reason_text": outcome.reason_text})
+            first = changes.get(e2e)
+            expected = first.expected if first else row.state
+            merged = _merged(first, write)
+            changes[e2e] = LineChange(e2e, expected, after, money_move(expected, after),
+                                      reason_code=merged.reason_code, reason_text=merged.reason_text,
+                                      bank_reference=merged.bank_reference, booked_on=merged.booked_on,
+                                      expected_booked_on=row.booked_on)
+            state[e2e] = after
+            facts[e2e] = LineFacts(merged.booked_on or known.booked_on, merged.bank_reference or known.bank_reference,
+                                   merged.reason_code or known.reason_code, merged.reason_text or known.reason_text)
     events = [AuditEvent(at=at, actor=BANK_ACTOR, action="bank.report", subject=f"{key[0]}#{key[1]}",
                          detail={"report": report.message_id, "type": report.message_type,
                                  "lines": dict(sorted(notes[key]["lines"].items()))}
-                         | ({"returned": notes[key]["returned"]} if notes[key]["returned"] else {}))
+                         | ({"returned": notes[key]["returned"]} if notes[key]["returned"] else {})
+                         | ({"filled_in": notes[key]["filled"]} if notes[key]["filled"] else {}))
               for key in sorted(notes)]
     return Settlement(ReportWrite(record, tuple(changes.values()), tuple(events), at), tuple(unapplied))
+
+
+def _merged(first: LineChange | None, write: LineFacts) -> LineFacts:
+    """What one report writes to a line it names more than once: the later outcome's facts over the earlier."""
+    if first is None:
+        return write
+    return LineFacts(write.booked_on or first.booked_on, write.bank_reference or first.bank_reference,
+                     write.reason_code or first.reason_code, write.reason_text or first.reason_text)
 
 
 def settlement_write(record: IntakeRecord | VoucherHead, lines: Sequence[PaymentRow | LineStatus],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -111,6 +112,23 @@ class PaymentRow:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """What was stored of one outbound transfer message, without its bytes: what a report about it is compared
+    with (gateway/bank_binding.py)."""
+
+    message_id: str
+    message_type: str
+    payment_count: int
+    control_sum: int
+    created_at: datetime.datetime
+    blocks: Mapping[str, tuple[int, int]]
+    """PmtInfId → (lines, NT$ total) of each payment block, as the lines were stored."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created_at", utc(self.created_at, "created_at"))
+
+
+@dataclass(frozen=True)
 class UnansweredMessage:
     """A sent transfer message that still has lines without a final answer (pending or accepted): what the
     worker needs to decide a re-send and audit it, without the message's bytes."""
@@ -141,7 +159,9 @@ class LineStatus(NamedTuple):
 
 @dataclass(frozen=True)
 class LineChange:
-    """Move one payment line from ``expected`` to ``new`` (a compare-and-set) and move its money."""
+    """Move one payment line from ``expected`` to ``new`` (a compare-and-set) and move its money; the facts
+    (reason, bank reference, booking date) are written where given and kept where None. ``expected`` may be
+    ``new``: a report that adds facts to a line it does not move (gateway/bank_outcomes.py ``filled_facts``)."""
 
     end_to_end_id: str
     expected: LineState
@@ -151,10 +171,20 @@ class LineChange:
     reason_text: str | None = None
     bank_reference: str | None = None
     booked_on: datetime.date | None = None
+    expected_booked_on: datetime.date | None = None
+    """The booking date the line had when read: the compare-and-set covers it too, so two reports filling in
+    a booking date at once cannot both believe the line had none."""
 
     def __post_init__(self) -> None:
         if self.money is not None and self.money not in MONEY_MOVES:
             raise ValueError(f"unknown money move {self.money!r}")
+        if self.expected is self.new and self.money is not None:
+            raise ValueError("a change that keeps the line's state moves no money")
+
+    @property
+    def fills_in(self) -> bool:
+        """True when the state stays and only facts are added (a booking date, a reference, a reason)."""
+        return self.expected is self.new
 
 
 @dataclass(frozen=True)
@@ -223,6 +253,10 @@ class BankLedger(Protocol):
 
     def bank_messages(self, direction: str, *, after: str | None = None, limit: int = 100) -> list[BankMessageRecord]:
         """Stored messages of one direction ordered by id, after ``after``."""
+
+    def sent_message(self, message_id: str) -> SentMessage | None:
+        """The stored outbound message ``message_id`` (sent or not yet marked) with its blocks' line counts and
+        sums, without its bytes; None when no outbound message has that id."""
 
     def payments_by_ids(self, end_to_end_ids: list[str]) -> dict[str, PaymentRow]:
         """The stored lines among ``end_to_end_ids`` (unknown ids are simply absent)."""

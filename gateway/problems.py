@@ -95,6 +95,11 @@ TITLES: dict[str, str] = {
     "bank-reference-unknown": "The bank report names a payment, group or message the gateway never sent",
     "bank-amount-mismatch": "The bank report states another amount than the payment sent",
     "bank-report-conflict": "A bank report id was received before with other content",
+    "bank-sender-unexpected": "The bank message names another sender than the bank this gateway exchanges with",
+    "bank-receiver-unexpected": "The bank message is addressed to another receiver than this gateway",
+    "bank-message-id-mismatch": "The bank message's envelope id is not its document's own message id",
+    "bank-original-mismatch": "The bank report's account of the message it answers disagrees with the message sent",
+    "bank-booking-conflict": "The bank reports a second booking of a payment on another date",
 }
 _FALLBACK_TITLE = "The request was refused"
 

@@ -3,7 +3,10 @@
 It talks to the gateway only through a bank transport (RabbitMQ, or the in-process one of the embedded
 default), exactly as the real bank would: it verifies the gateway's signature (pinned certificate) and the
 official pain.001 schema, books each EndToEndId at most once, and answers every transfer message with a
-signed pain.002 status report and, for what it paid, a camt.054 debit notification.
+signed pain.002 status report and, for what it paid, a camt.054 debit notification. Both name what they
+answer as a real bank's must: the transfer message (OrgnlMsgId; the booking's Refs/MsgId), the payment block
+each transaction was sent in (OrgnlPmtInfId; Refs/PmtInfId), the gateway as receiver, and the Taipei
+business day as booking date.
 
 What a tester can make it do, each reproducible with ``--seed``:
 
@@ -48,6 +51,7 @@ from gateway.bank_envelope import open_sealed, seal
 from gateway.bank_report_writing import build_camt054, build_pain002
 from gateway.bank_reports import PAIN002_NS
 from gateway.bank_settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING, TRANSFER_TYPE
+from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.pain001 import read_pain001
 from gateway.signing import SignerKey
@@ -177,7 +181,8 @@ class SimulatedBank:
         correctly signed transfer message (it is then dead-lettered unanswered: its MsgId cannot be trusted)."""
         now = self.clock()
         try:
-            sealed = open_sealed(body, signer_cert=self.gateway_cert, allowed_types=frozenset({TRANSFER_TYPE}), now=now)
+            sealed = open_sealed(body, signer_cert=self.gateway_cert, allowed_types=frozenset({TRANSFER_TYPE}),
+                                 sender=GATEWAY_NAME, receiver=BANK_NAME, now=now)
         except Refusal:
             self.counts.refused_messages += 1
             raise
@@ -208,6 +213,7 @@ class SimulatedBank:
     def _book(self, message_id: str, transfers, now: datetime.datetime) -> Answer:
         """Each transaction paid, returned for its account, or rejected as a duplicate (under the lock)."""
         settled = "ACSP" if self.settlement_delay > 0 else "ACSC"
+        booked_on = now.astimezone(TAIPEI).date()  # the bank's business day is Taipei's
         statuses, entries = [], []
         for tx in transfers:
             e2e = tx.end_to_end_id
@@ -215,20 +221,20 @@ class SimulatedBank:
             if self.booked[e2e]:
                 self.counts.duplicate_payments += 1
                 statuses.append((e2e, "RJCT", DUPLICATE, "duplicate payment: this EndToEndId was booked from an "
-                                 "earlier transfer message", tx.amount, reference))
+                                 "earlier transfer message", tx.amount, reference, tx.payment_info_id))
                 continue
             self.payees[e2e] = PayeeAccount.of(tx)
             reason = self.returns(e2e)
             if reason:
                 self.counts.returned += 1
-                statuses.append((e2e, "RJCT", reason, None, tx.amount, reference))
+                statuses.append((e2e, "RJCT", reason, None, tx.amount, reference, tx.payment_info_id))
                 continue
             self.booked[e2e] += 1
             if self.ledger is not None:
                 self.ledger.write(f"{e2e} {tx.amount}\n")
             self.counts.paid += 1
-            statuses.append((e2e, settled, None, None, tx.amount, reference))
-            entries.append((e2e, tx.amount, "DBIT", now.date(), reference, None))
+            statuses.append((e2e, settled, None, None, tx.amount, reference, tx.payment_info_id))
+            entries.append((e2e, tx.amount, "DBIT", booked_on, reference, None, None, message_id, tx.payment_info_id))
         said = {status[1] for status in statuses}
         group = settled if said == {settled} else "RJCT" if said == {"RJCT"} else "PART"
         status_id = self._next_id("P2")

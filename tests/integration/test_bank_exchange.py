@@ -168,18 +168,19 @@ def test_a_repeated_report_changes_nothing_and_one_reusing_an_id_is_dead_lettere
     # the bank re-answers a transfer message it has seen with the same reports, and books nothing again
     assert world.bank.receive(message.body) == answers and max(world.bank.booked.values()) == 1
     # a different report under an id already used
-    other = world.bank._sealed("pain.002.001.10", _pain002_for(world, message, "ACSC"), answers[0][0], NOW)[1]
+    reused = answers[0][0]
+    other = world.bank._sealed("pain.002.001.10", _pain002_for(world, message, "ACSC", reused), reused, NOW)[1]
     assert world.intake.handle(other) == "dead" and world.dead == ["bank-report-conflict"]
 
 
-def _pain002_for(world: World, message, status: str):
+def _pain002_for(world: World, message, status: str, report_id: str = "X"):
     from gateway.bank_report_writing import build_pain002
 
     rows = store_rows = world.store.payments_of_message(message.message_id)
     assert store_rows
-    return build_pain002(message_id="X", created_at=NOW, original_message_id=message.message_id,
-                         group_status=status, tx_statuses=[(r.end_to_end_id, status, None, None, r.amount, None)
-                                                           for r in rows])
+    return build_pain002(message_id=report_id, created_at=NOW, original_message_id=message.message_id,
+                         group_status=status, tx_statuses=[(r.end_to_end_id, status, None, None, r.amount, None,
+                                                            r.payment_info_id) for r in rows])
 
 
 def test_a_notification_before_its_status_report_settles_the_same_way(store, pki, reactor_thread, in_process):
@@ -216,7 +217,8 @@ def _pain002_unknown(original: str):
     from gateway.bank_report_writing import build_pain002
 
     return build_pain002(message_id="UNKNOWN1", created_at=NOW, original_message_id=original, group_status="PART",
-                         tx_statuses=[("379000009A115NOPE000001R001L0001", "ACSC", None, None, 100, None)])
+                         tx_statuses=[("379000009A115NOPE000001R001L0001", "ACSC", None, None, 100, None,
+                                       original + "-01")])
 
 
 def test_a_message_sent_again_after_a_lost_mark_is_booked_once(store, pki, reactor_thread, in_process):

@@ -61,7 +61,7 @@ def all_but_one_report(world: World, message_id: str, report_id: str) -> bytes:
     """A signed status report on every line of ``message_id`` but its last, saying what the bank decides for
     each (paid, or rejected with its reason), so the bank's own reports agree with it later."""
     statuses = [(r.end_to_end_id, "RJCT" if (reason := world.bank.returns(r.end_to_end_id)) else "ACSC", reason, None,
-                 r.amount, None) for r in world.store.payments_of_message(message_id)[:-1]]
+                 r.amount, None, r.payment_info_id) for r in world.store.payments_of_message(message_id)[:-1]]
     document = build_pain002(message_id=report_id, created_at=NOW, original_message_id=message_id,
                              group_status="PART", tx_statuses=statuses)
     return world.bank._sealed("pain.002.001.10", document, report_id, NOW)[1]

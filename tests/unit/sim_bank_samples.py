@@ -45,7 +45,8 @@ def transfer(pki, payments: Sequence[Payment], *, edit=None) -> tuple[str, bytes
 def read(pki, report: bytes) -> BankReport:
     """A report as the gateway's intake reads it (pinned to the bank's certificate)."""
     sealed = open_sealed(report, signer_cert=load_cert(Path(pki.manifest["bank"]["cert"])),
-                         allowed_types=frozenset({"pain.002.001.10", "camt.054.001.08"}), now=NOW)
+                         allowed_types=frozenset({"pain.002.001.10", "camt.054.001.08"}), sender=BANK_NAME,
+                         receiver=GATEWAY_NAME, now=NOW)
     if sealed.message_type == "camt.054.001.08":
         return read_camt054(sealed.document, treasury_account=TAIPEI_TREASURY.account_number)
     return read_pain002(sealed.document)

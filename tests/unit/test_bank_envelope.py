@@ -62,6 +62,7 @@ def transfer(gateway_pair) -> tuple[str, etree._Element, bytes]:
 
 def open_transfer(data: bytes, cert, **kwargs) -> SealedMessage:
     return open_sealed(data, signer_cert=cert, allowed_types=kwargs.pop("allowed_types", TRANSFERS),
+                       sender=kwargs.pop("sender", GATEWAY), receiver=kwargs.pop("receiver", BANK),
                        now=kwargs.pop("now", NOW), **kwargs)
 
 
@@ -109,7 +110,7 @@ def test_bank_reports_are_sealed_and_opened_the_same_way(bank_pair) -> None:
     key, cert = bank_pair
     data = seal(status_report(), message_id="FB-P2-0001", message_type=PAIN002, sender=BANK, receiver=GATEWAY,
                 key=key, cert=cert, created_at=NOW)
-    opened = open_sealed(data, signer_cert=cert, allowed_types=REPORTS, now=NOW)
+    opened = open_sealed(data, signer_cert=cert, allowed_types=REPORTS, sender=BANK, receiver=GATEWAY, now=NOW)
     assert (opened.message_type, opened.sender) == (PAIN002, BANK)
     assert opened.document.findtext(f"{{urn:iso:std:iso:20022:tech:xsd:{PAIN002}}}CstmrPmtStsRpt/"
                                     f"{{urn:iso:std:iso:20022:tech:xsd:{PAIN002}}}GrpHdr/"
@@ -176,6 +177,37 @@ def test_the_bank_cannot_send_what_only_the_gateway_sends(transfer, bank_pair, g
     found = refusal(transfer[2], gateway_pair[1], allowed_types=REPORTS)
     assert found.code == "bank-message-type-unexpected"
     assert found.problems[0].path == "/BankMessage/Header/MessageType"
+
+
+def _signed_envelope(document, key, cert, *, message_id: str, sender: str = GATEWAY, receiver: str = BANK) -> bytes:
+    """An envelope signed as given, without :func:`seal`'s own checks: what a confused peer can send."""
+    envelope = envelope_element(document, message_id=message_id, message_type=PAIN001, sender=sender,
+                                receiver=receiver, created_at=NOW)
+    return etree.tostring(sign_element(envelope, key, cert, NOW), xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.mark.parametrize("party, code, path", [
+    ({"sender": "FUBON-012-9999"}, "bank-sender-unexpected", "/BankMessage/Header/Sender"),
+    ({"receiver": "TPE-OTHER-GATEWAY"}, "bank-receiver-unexpected", "/BankMessage/Header/Receiver"),
+])
+def test_a_genuinely_signed_message_from_or_for_another_party_is_refused(gateway_pair, party, code, path) -> None:
+    key, cert = gateway_pair
+    message_id, document = transfer_document()
+    data = _signed_envelope(document, key, cert, message_id=message_id, **party)
+    found = refusal(data, cert)
+    assert found.code == code and found.problems[0].path == path
+    assert open_transfer(data, cert, **party).message_id == message_id  # expected by that party, it would open
+
+
+def test_an_envelope_id_other_than_the_documents_own_msgid_is_refused_and_never_sealed(gateway_pair) -> None:
+    key, cert = gateway_pair
+    message_id, document = transfer_document()
+    found = refusal(_signed_envelope(document, key, cert, message_id="VGW-SOMETHING-ELSE"), cert)
+    assert found.code == "bank-message-id-mismatch" and message_id in found.message
+    assert found.problems[0].path == "/BankMessage/Header/MessageId"
+    with pytest.raises(GatewayError, match="MsgId"):
+        seal(document, message_id="VGW-SOMETHING-ELSE", message_type=PAIN001, sender=GATEWAY, receiver=BANK,
+             key=key, cert=cert, created_at=NOW)
 
 
 def test_a_document_of_another_type_than_the_header_names_is_refused(transfer, gateway_pair) -> None:

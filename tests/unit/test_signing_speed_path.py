@@ -114,7 +114,8 @@ def test_a_sealed_bank_message_verifies_and_opens(gateway_pair) -> None:
     verified = verify_enveloped(parse_untrusted(data), now=NOW)
     assert verified.signing_time == NOW and verified.signer_certificate == cert
     assert verifies_with_plain_signxml(data, cert)
-    assert open_sealed(data, signer_cert=cert, allowed_types=frozenset({PAIN001}), now=NOW).message_id == message_id
+    assert open_sealed(data, signer_cert=cert, allowed_types=frozenset({PAIN001}), sender=HEADER["sender"],
+                       receiver=HEADER["receiver"], now=NOW).message_id == message_id
 
 
 def test_in_place_signing_copies_nothing_and_canonicalises_the_document_once(gateway_pair, monkeypatch) -> None:

@@ -81,3 +81,27 @@ def test_without_a_settlement_delay_the_status_report_says_settled(pki):
     report = read(pki, answer.status[1])
     assert {o.kind for o in report.outcomes} == {OutcomeKind.PAID}  # ACSC, and the group ACSC too
     assert len(answer.notices) == 1
+
+
+def test_every_status_and_booking_names_the_message_and_block_its_payment_was_sent_in(pki):
+    """What the gateway binds a report by (gateway/bank_binding.py): the simulated bank echoes the real
+    OrgnlPmtInfId (not the MsgId where the block id belongs) and names message and block in each booking."""
+    from gateway.pain001 import read_pain001
+    from gateway.xml_safety import parse_untrusted
+
+    bank = make_bank(pki, return_rate=0.5)
+    sent = payments(12)
+    message_id, message = transfer(pki, sent)
+    blocks = {tx.end_to_end_id: tx.payment_info_id
+              for tx in read_pain001(parse_untrusted(message).find(f".//{{{PAIN001_NS}}}Document"))}
+    assert len(set(blocks.values())) >= 1 and message_id not in blocks.values()
+    status, notice = bank.receive(message)
+    said, booked = read(pki, status[1]), read(pki, notice[1])
+    details = [o for o in said.outcomes if o.end_to_end_id]
+    assert details and {(o.original_message_id, o.original_payment_info_id) for o in details} <= \
+        {(message_id, block) for block in blocks.values()}
+    assert all(o.original_payment_info_id == blocks[o.end_to_end_id] for o in details)
+    assert said.original.message_id == message_id and {b.payment_info_id for b in said.original.blocks} <= \
+        set(blocks.values())
+    assert booked.outcomes and all((o.original_message_id, o.original_payment_info_id) ==
+                                   (message_id, blocks[o.end_to_end_id]) for o in booked.outcomes)
