@@ -228,6 +228,6 @@ def test_the_amqp_intake_survives_a_broker_restart_and_stops_promptly_while_the_
         broker.stop()
         wait_until(lambda: gateway.readiness() == (503, "not-ready"), "/readyz to answer 503 again")
         gateway.process.terminate()
-        assert gateway.process.wait(timeout=15) == 0
+        assert gateway.process.wait(timeout=60) == 0
     finally:
         gateway.kill()

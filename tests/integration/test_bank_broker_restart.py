@@ -20,6 +20,7 @@ dead-lettered, and ``reconcile`` proves the sums.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,18 @@ def test_stopping_and_restarting_rabbitmq_mid_flow_loses_nothing_and_pays_nothin
     signer = SigningIdentity(load_key(Path(manifest["gateway"]["key"])), gateway_cert, TAIPEI_TREASURY)
     bank = SimulatedBank(gateway_cert, load_key(Path(manifest["bank"]["key"])), bank_cert, clock, seed=5,
                          return_rate=0.1)
+    # The bank answers its first transfer message, then holds the next (in its hands, unanswered) until the
+    # broker has gone: the restart then cuts the flow in the middle however fast the machine is.
+    broker_gone = threading.Event()
+    answer = bank.answer
+    bookings: list[bytes] = []
+
+    def held_after_the_first(body: bytes):
+        if bookings:
+            broker_gone.wait(60)
+        bookings.append(body)
+        return answer(body)
+    bank.answer = held_after_the_first
     vouchers = day_of_vouchers(PAYMENTS, agencies=["379000001A", "379000002A"], today=NOW.date(), seed=11)
     late = day_of_vouchers(LATE_PAYMENTS, agencies=["379000003A"], today=NOW.date(), seed=12)
     everything = vouchers + late
@@ -94,7 +107,7 @@ def test_stopping_and_restarting_rabbitmq_mid_flow_loses_nothing_and_pays_nothin
         broker.wait_until_ready()
         parameters = pika.URLParameters(broker.url)
         topology = BankTopology()  # the broker is the test's own: the production names
-        # The bank takes one transfer message at a time (prefetch 1), so the flow lasts long enough to be cut.
+        # The bank takes one transfer message at a time (prefetch 1); the hold above keeps the second.
         bank_transport = AmqpBankTransport(parameters, topology, reactor=reactor, backoff=BACKOFF, prefetch=1)
         gateway_transport = AmqpBankTransport(parameters, topology, reactor=reactor, backoff=BACKOFF)
         transports = (gateway_transport, bank_transport)
@@ -111,6 +124,7 @@ def test_stopping_and_restarting_rabbitmq_mid_flow_loses_nothing_and_pays_nothin
             wait_until(lambda: settled_lines(store, vouchers) > 0, "a first line settled before the broker goes",
                        60)
             broker.stop()  # SIGTERM, and wait until it has exited
+            broker_gone.set()
             stopped_at = time.monotonic()
             eventually(reactor, lambda: not any(t.ready for t in transports),
                        "both transports to see the broker go", timeout=10)
@@ -143,6 +157,7 @@ def test_stopping_and_restarting_rabbitmq_mid_flow_loses_nothing_and_pays_nothin
             eventually(reactor, lambda: registry.get_sample_value("vgw_bank_messages_unsent") == 0,
                        "the unsent gauge to read 0", timeout=20)
         finally:
+            broker_gone.set()  # a test failing before the stop must not leave the bank's hold waiting
             call(reactor, worker.stop)
             call(reactor, bank_transport.stop)
             # the loops' last runs (a sweep, a pump) end in the thread pool before the store is read or closed

@@ -80,6 +80,7 @@ def _settled(store, vouchers) -> bool:
     return all(store.get(v.voucher_id, v.revision).status in ("paid", "returned") for v in vouchers)
 
 
+@pytest.mark.timeout(1200)  # 25 kill-and-restart trials: minutes on a slow machine, never a reason to fail
 def test_killing_the_bank_exchange_at_random_moments_loses_nothing_and_pays_nothing_twice(store_url, amqp_url,
                                                                                           pki, tmp_path):
     prefix = f"crash{uuid.uuid4().hex[:6]}."

@@ -353,7 +353,8 @@ def test_amqp_transport_survives_a_broker_restart(broker, reactor_thread, topolo
 
         # A relay publishing flat out: hundreds in flight, more waiting for the window, when the broker goes.
         producer = call(reactor, Producer, transport, topology.transfers_routing, 2000)
-        eventually(reactor, lambda: len(producer.confirmed) >= 2000, "publishes to flow before the restart")
+        eventually(reactor, lambda: len(producer.confirmed) >= 2000, "publishes to flow before the restart",
+                   timeout=60)
         assert call(reactor, lambda: transport.window.count) > 0
         broker.stop()  # SIGTERM, and wait until it has exited
 
@@ -389,7 +390,7 @@ def test_amqp_transport_survives_a_broker_restart(broker, reactor_thread, topolo
         # Stopping while the broker is away: between reconnect attempts, it stops at once.
         broker.stop()
         eventually(reactor, lambda: not transport.ready, "ready to turn False again")
-        call(reactor, transport.stop, timeout=5)
+        call(reactor, transport.stop, timeout=30)
     finally:
         globalLogPublisher.removeObserver(observe)
         call(reactor, transport.stop)

@@ -117,10 +117,10 @@ def browser(gateway, who: Path, work: Path, downloads: Path | None = None) -> we
 
 def shown(driver, by: str, value: str):
     """The element once the page that has it is loaded (a click that navigates returns before it is)."""
-    return WebDriverWait(driver, 10).until(EC.presence_of_element_located((by, value)))
+    return WebDriverWait(driver, 30).until(EC.presence_of_element_located((by, value)))
 
 
-def wait_for(what: str, condition, timeout: float = 15.0):
+def wait_for(what: str, condition, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -146,7 +146,7 @@ def test_an_agency_person_logs_in_finds_a_voucher_and_downloads_a_statement(gate
         shown(driver, By.ID, "id").send_keys(voucher.voucher_id)
         shown(driver, By.ID, "search-button").click()
         shown(driver, By.LINK_TEXT, voucher.voucher_id).click()
-        WebDriverWait(driver, 10).until(EC.title_contains(voucher.voucher_id))
+        WebDriverWait(driver, 30).until(EC.title_contains(voucher.voucher_id))
         lines = shown(driver, By.ID, "lines").text
         assert voucher.lines[0].payee_name in lines and f"{voucher.lines[0].amount:,}" in lines
         assert "voucher.received" in shown(driver, By.ID, "history").text
@@ -182,7 +182,7 @@ def test_a_treasury_operator_replays_a_dead_lettered_message(gateway, policy, tm
         row = shown(driver, By.ID, "dead-letters").text
         assert message_id in row and gateway.topology.reports_queue in row and "rejected" in row
         shown(driver, By.CSS_SELECTOR, f'button.replay[data-message-id="{message_id}"]').click()
-        assert message_id in WebDriverWait(driver, 10).until(
+        assert message_id in WebDriverWait(driver, 30).until(
             EC.presence_of_element_located((By.ID, "replayed"))).text
     finally:
         driver.quit()

@@ -48,7 +48,7 @@ def dead_letter(channel, topology: BankTopology, message_id: str, body: bytes) -
     """Publish to the reports queue and reject it there, as the bank worker does with a report it cannot use."""
     channel.basic_publish(topology.exchange, topology.reports_routing, body,
                           pika.BasicProperties(message_id=message_id, headers={"kind": "camt.054"}, delivery_mode=2))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         method, _, _ = channel.basic_get(topology.reports_queue, auto_ack=False)
         if method is not None:
@@ -59,7 +59,7 @@ def dead_letter(channel, topology: BankTopology, message_id: str, body: bytes) -
 
 
 def letters_until(dead: DeadLetters, count: int) -> list:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while len(letters := dead.peek()) != count:
         assert time.monotonic() < deadline, f"expected {count} dead letters, found {len(letters)}"
         time.sleep(0.05)  # dead-lettering is asynchronous in the broker; polled with a deadline
@@ -120,7 +120,7 @@ def test_a_replay_stops_at_the_letter_named_and_never_takes_those_after_it(broke
     bodies = {f"RPT-{n}": f"<Document>{n}</Document>".encode() for n in range(3)}
     for message_id, body in bodies.items():
         dead_letter(channel, topology, message_id, body)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while queued(channel, topology.dead_letter_queue) != 3:  # not peek(): that would take every one
         assert time.monotonic() < deadline, "the rejected messages never reached the dead-letter queue"
         time.sleep(0.05)  # dead-lettering is asynchronous in the broker; polled with a deadline

@@ -34,7 +34,7 @@ def test_agencies_over_their_rate_limit_wait_as_told_and_finish_the_day(tmp_path
     assert written.returncode == 0, written.stderr
     assert _vgw("budget", "load", "--store", store, "--operator", "test", str(allotments)).returncode == 0
     gateway = ServedGateway(pki, store, tmp_path / "gateway.log", command=("sim", "serve"),
-                            extra=("--rate-limit", "4", "--rate-burst", "2"),
+                            extra=("--rate-limit", "4", "--rate-burst", "1"),
                             env={"VGW_BANK_BATCH_SECONDS": "0.5", "VGW_BANK_RELAY_SECONDS": "0.5"})
     try:
         done = _vgw("sim", "agency", "--gateway", f"https://127.0.0.1:{gateway.port}", "--pki", str(pki),

@@ -79,7 +79,7 @@ def test_the_turn_passes_to_the_other_relay_when_its_holder_goes_away(backend, p
         assert call(reactor_thread, world.relay.pump) == 0 and store.unsent_messages() != []
         holder.close()  # the holder stops (a killed process's lock goes the same way: with its connection)
         # the server ends the holder's session (and frees its lock) a moment after the client hung up: polled
-        eventually(reactor_thread, store.relay_turn, "the holder's turn freed on the server", timeout=10)
+        eventually(reactor_thread, store.relay_turn, "the holder's turn freed on the server", timeout=30)
         assert call(reactor_thread, world.relay.pump) == len(store.bank_messages("out", limit=1000)) > 0
         assert store.unsent_messages() == []
         settle(world, reactor_thread)
