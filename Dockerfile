@@ -30,10 +30,10 @@ WORKDIR /var/lib/vgw
 VOLUME ["/etc/vgw"]
 EXPOSE 8443
 # /readyz needs a client certificate, so the image's own check asks the metrics listener inside the container
-# (the process and its reactor answer); compose.yaml checks /readyz with a certificate (adapters/health_check.py).
+# (the process and its reactor answer); compose.yaml checks /readyz with a certificate (adapters/http/health_check.py).
 # The check asks the listener VGW_METRICS_LISTEN names; that variable beats metrics.listen in vgw.toml
 # (environment > file), so move the listener with -e VGW_METRICS_LISTEN=..., not in the file.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-m", "adapters.health_check"]
+  CMD ["python", "-m", "adapters.http.health_check"]
 ENTRYPOINT ["vgw"]
 CMD ["serve", "--config", "/etc/vgw/vgw.toml"]

@@ -20,8 +20,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vgw demo
 
-# Installs and starts RabbitMQ and PostgreSQL on loopback (temporary data dirs), runs the whole suite, stops them.
+# The architecture contracts (import-linter, pyproject.toml) first; then installs and starts RabbitMQ and
+# PostgreSQL on loopback (temporary data dirs), runs the whole suite, stops them.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	scripts/with-test-services $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (JSON). Long soaks go here too, never into `make test`.

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .store import GENESIS_HASH, AuditEntry, AuditEvent, canonical_json, utc_text
+from gateway.store import GENESIS_HASH, AuditEntry, AuditEvent, canonical_json, utc_text
 
 
 def entry_hash(prev_hash: str, seq: int, event: AuditEvent) -> str:

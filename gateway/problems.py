@@ -11,7 +11,7 @@ occurrence to occurrence); everything particular to this request goes into ``det
 
 from __future__ import annotations
 
-from .errors import Refusal
+from gateway.errors import Refusal
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://vgw.taipei.gov.tw/problems/"

@@ -1,7 +1,7 @@
 """Reconciliation: the sums that must agree in a store, and the first that does not. Pure.
 
 What ``vgw audit reconcile`` proves for a store, from figures the storage adapter reads straight from its
-tables (adapters/sql_bank.py ``reconciliation_facts``), never from what the gateway believes:
+tables (adapters/storage/bank.py ``reconciliation_facts``), never from what the gateway believes:
 
 1. every sent voucher's control total and line count equal the sum and count of its payment lines;
 2. the payment lines equal what the transfer messages carry (count and control sum), and every

@@ -19,13 +19,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .errors import GatewayError, Refusal
+from gateway.errors import GatewayError, Refusal
 
 if TYPE_CHECKING:
-    from .budget import Allotment, BudgetBalance, BudgetKey
-    from .certificates import CertificateIdentity
-    from .voucher_check import VerifiedVoucher
-from .voucher_model import is_sha256_hex
+    from gateway.treasury.budget import Allotment, BudgetBalance, BudgetKey
+    from gateway.trust.certificates import CertificateIdentity
+    from gateway.vouchers.check import VerifiedVoucher
+from gateway.vouchers.model import is_sha256_hex
 
 GENESIS_HASH = "0" * 64
 """The prev_hash of audit entry 1: nothing comes before it."""
@@ -105,7 +105,7 @@ class IntakeRecord:
     status_at: datetime.datetime | None = None
     """When the revision entered its current status: queues list oldest first by it. None means received_at."""
     due_on: datetime.date | None = None
-    """The Taipei date by which the voucher must be handled (gateway/working_days.py); None: no deadline known."""
+    """The Taipei date by which the voucher must be handled (gateway/workflow/working_days.py); None: no deadline known."""
 
     def __post_init__(self) -> None:
         if self.chain_sha256 is None:
@@ -292,7 +292,7 @@ class BudgetOp:
 
 @dataclass(frozen=True)
 class PayeeEntry:
-    """One released payment line in the duplicate-payment guard's index (see gateway/treasury.py)."""
+    """One released payment line in the duplicate-payment guard's index (see gateway/treasury/checks.py)."""
 
     voucher_id: str
     revision: int
@@ -423,7 +423,7 @@ class VoucherStore(Protocol):
 
     def event_cursor(self, name: str) -> int:
         """The audit seq up to which the outbox reader ``name`` has handled entries (0: none yet). The event
-        publisher (``adapters/event_publisher.py``) reads :meth:`audit_entries` after it."""
+        publisher (``adapters/amqp/event_publisher.py``) reads :meth:`audit_entries` after it."""
 
     def advance_event_cursor(self, name: str, expected: int, seq: int) -> bool:
         """Move ``name``'s cursor from ``expected`` to ``seq`` in one compare-and-set; False, changing nothing,

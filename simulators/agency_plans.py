@@ -17,13 +17,13 @@ import datetime
 import random
 from dataclasses import dataclass, replace
 
-from gateway.actions import Reason, ReasonCode
-from gateway.bank_directory import BankDirectory
-from gateway.business_rules import roc_year
-from gateway.voucher_model import PayeeLine, Urgency, Voucher
-from gateway.workflow import Actor
+from gateway.workflow.actions import Reason, ReasonCode
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.rules import roc_year
+from gateway.vouchers.model import PayeeLine, Urgency, Voucher
+from gateway.workflow.transitions import Actor
 
-from .voucher_factory import VoucherFactory
+from simulators.voucher_factory import VoucherFactory
 
 STAGES = (Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER)
 """The four signed stages inside the agency; the fifth, the treasury's, is the gateway's own check."""

@@ -46,18 +46,18 @@ from lxml import etree
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThread
 
-from adapters.bank_transport import ACK, DEAD, RETRY
-from gateway.bank_envelope import open_sealed, seal
-from gateway.bank_report_writing import build_camt054, build_pain002
-from gateway.bank_reports import PAIN002_NS
-from gateway.bank_settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING, TRANSFER_TYPE
+from adapters.bank.transport import ACK, DEAD, RETRY
+from gateway.bank.envelope import open_sealed, seal
+from gateway.bank.report_writing import build_camt054, build_pain002
+from gateway.bank.reports import PAIN002_NS
+from gateway.bank.settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING, TRANSFER_TYPE
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.pain001 import read_pain001
-from gateway.signing import SignerKey
+from gateway.bank.pain001 import read_pain001
+from gateway.xmlsec.signing import SignerKey
 
-from .bank_accounts import RETURN_REASONS, AccountLedger, PayeeAccount
-from .bank_faults import REORDER_HOLD_SECONDS, BankFaults
+from simulators.bank_accounts import RETURN_REASONS, AccountLedger, PayeeAccount
+from simulators.bank_faults import REORDER_HOLD_SECONDS, BankFaults
 
 __all__ = ["RETURN_REASONS", "Answer", "BankCounts", "BankLink", "SimulatedBank", "add_bank_arguments",
            "bank_from_args"]
@@ -280,7 +280,7 @@ class SimulatedBank:
 
     def attach(self, transport, transfers_queue: str, *, reactor=None) -> BankLink:
         """Consume transfer messages from ``transfers_queue`` of ``transport`` (any
-        :class:`adapters.bank_transport.IBankTransport`: RabbitMQ or in-process) and publish the reports back
+        :class:`adapters.bank.transport.IBankTransport`: RabbitMQ or in-process) and publish the reports back
         (routing ``reports``) on ``reactor`` (default: the transport's, else the global one). Call it in the
         reactor thread. A transfer message is acknowledged only after its reports were confirmed (except a
         settlement-delayed camt.054, which follows on its own, and a dropped answer)."""
@@ -551,7 +551,7 @@ def bank_from_args(args: argparse.Namespace, pki_dir: Path, clock: Callable[[], 
     """The bank :func:`add_bank_arguments`' options describe, with its keys from the ``vgw pki init`` folder
     ``pki_dir`` (the bank's key and certificate, the gateway's certificate it pins). Opens ``--ledger`` for
     appending (it lives as long as the process)."""
-    from .pki.layout import load_cert, load_key
+    from simulators.pki.layout import load_cert, load_key
 
     ledger = open(args.ledger, "a", encoding="utf-8") if args.ledger else None  # noqa: SIM115 - lives with the process
     faults = BankFaults(seed=args.seed, duplicate_rate=args.duplicate_rate, reorder_rate=args.reorder_rate,
@@ -572,8 +572,8 @@ def _run(args) -> int:
     import pika
     from twisted.internet import reactor
 
-    from adapters.bank_amqp import AmqpBankTransport
-    from adapters.bank_transport import BankTopology
+    from adapters.bank.amqp_transport import AmqpBankTransport
+    from adapters.bank.transport import BankTopology
 
     bank = bank_from_args(args, Path(args.pki), lambda: datetime.datetime.now(datetime.timezone.utc))
     transport = AmqpBankTransport(pika.URLParameters(args.amqp), BankTopology().prefixed(args.topology_prefix),
@@ -601,7 +601,7 @@ def register(registry) -> None:
                          help="the simulated treasury agent bank over RabbitMQ: books pain.001 transfers once, "
                               "answers with signed pain.002 and camt.054, returns payments by payee account, "
                               "and injects faults on demand")
-    from adapters.bank_commands import add_link_arguments
+    from adapters.cli.bank import add_link_arguments
 
     add_link_arguments(p, pki_help="a `vgw pki init` folder (the bank's key, the gateway's certificate)")
     add_bank_arguments(p)

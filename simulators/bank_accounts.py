@@ -40,7 +40,7 @@ class PayeeAccount:
 
     @classmethod
     def of(cls, payment) -> PayeeAccount:
-        """The account of a :class:`gateway.bank_payments.Payment` or a pain.001 ``OrderedPayment``."""
+        """The account of a :class:`gateway.bank.payments.Payment` or a pain.001 ``OrderedPayment``."""
         return cls(payment.bank_code, payment.branch_code, payment.account_number, payment.payee_id,
                    payment.payee_name)
 

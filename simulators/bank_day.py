@@ -15,13 +15,13 @@ import datetime
 import hashlib
 import random
 
-from gateway.bank_directory import BankDirectory
-from gateway.budget import Allotment
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.treasury.budget import Allotment
 from gateway.store import AuditEvent, BudgetOp, IntakeRecord, StatusChange, WorkflowWrite
-from gateway.voucher_model import Voucher
-from gateway.voucher_xml import voucher_to_xml
+from gateway.vouchers.model import Voucher
+from gateway.vouchers.xml_mapping import voucher_to_xml
 
-from .voucher_factory import VoucherFactory
+from simulators.voucher_factory import VoucherFactory
 
 PAYROLL_SHARE = 0.6
 """About this much of a day's payments are payroll lines (100–800 per voucher); the rest vendor payments."""

@@ -18,13 +18,13 @@ import argparse
 import datetime
 import json
 from pathlib import Path
+from adapters.command_line import CliError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from adapters.cli import CliError
-    from adapters.serve_command import bank_exchange_problem, run_gateway, settings_from_args
+    from adapters.serve.command import bank_exchange_problem, run_gateway, settings_from_args
 
-    from .bank import bank_from_args
+    from simulators.bank import bank_from_args
 
     if args.bank_amqp:
         raise CliError("vgw sim serve runs the bank on the in-process transport; with a broker run "
@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(registry) -> None:
-    from adapters.serve_command import add_serve_arguments
+    from adapters.serve.command import add_serve_arguments
 
     p = registry.command("sim", "serve", handler=_run,
                          help="the gateway on the embedded default with the simulated bank in the same process "
@@ -62,6 +62,6 @@ def register(registry) -> None:
 
 
 def add_bank_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bank import add_bank_arguments as bank_arguments
+    from simulators.bank import add_bank_arguments as bank_arguments
 
     bank_arguments(parser)

@@ -10,10 +10,10 @@ import datetime
 import random
 from dataclasses import replace
 
-from gateway.bank_directory import BankDirectory
-from gateway.business_rules import roc_year
-from gateway.identifiers import make_business_id, make_national_id, make_resident_id
-from gateway.voucher_model import (
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.rules import roc_year
+from gateway.vouchers.identifiers import make_business_id, make_national_id, make_resident_id
+from gateway.vouchers.model import (
     DocumentType,
     Notice,
     NoticeChannel,
@@ -26,7 +26,8 @@ from gateway.voucher_model import (
     Voucher,
 )
 
-from .names import ID_LETTERS, person_name
+from simulators.names import ID_LETTERS, person_name
+from adapters.command_line import CliError
 
 COMPANIES = ("大同資訊股份有限公司", "信義營造有限公司", "中山文具行", "北投清潔服務社", "士林印刷股份有限公司",
              "內湖科技股份有限公司", "萬華餐飲有限公司", "松山交通事業股份有限公司")
@@ -103,10 +104,9 @@ def _new(args) -> int:
     import sys
     from pathlib import Path
 
-    from adapters.cli import CliError
     from adapters.clock import taipei_today
     from adapters.pki_manifest import read_pki_manifest
-    from gateway.voucher_xml import voucher_to_xml
+    from gateway.vouchers.xml_mapping import voucher_to_xml
 
     try:
         agencies = read_pki_manifest(args.pki)["agencies"]

@@ -1,7 +1,7 @@
 """``vgw sim year``: the year in a box — 401 agencies, ~150,000 vouchers carrying ~630,000 payments, every one
 through the five signed stages and the bank, on this machine, over the wire.
 
-The same parts as ``vgw demo`` (:mod:`simulators.demo`), at the city's scale: a PKI for every agency (setup,
+The same parts as ``vgw demo`` (:mod:`simulators.demo.run`), at the city's scale: a PKI for every agency (setup,
 timed apart: ``--pki DIR`` reuses one), the allotments, the gateway with its bank exchange (``vgw sim serve`` on
 the embedded default, or ``vgw serve --bank-exchange`` + ``vgw sim bank`` with ``--amqp`` and ``--store``), and
 the agency simulator with the city's mix: vendor payments of 1–5 lines, subsidies of 5–30, and payrolls of
@@ -27,12 +27,13 @@ from pathlib import Path
 
 from adapters.pki_manifest import read_pki_manifest
 
-from .agency import AgencySimulator
-from .agency_plans import Mix, allotments
-from .demo import BANK_TIMING, BankProcess, audit_json, fresh_sqlite, last_json_line, ledger_tally
-from .demo import load_allotments, open_vouchers, work_folder
-from .pki.layout import init_pki
-from .served_gateway import ServedGateway
+from simulators.agency import AgencySimulator
+from simulators.agency_plans import Mix, allotments
+from simulators.demo.run import BANK_TIMING, BankProcess, audit_json, fresh_sqlite, last_json_line, ledger_tally
+from simulators.demo.run import load_allotments, open_vouchers, work_folder
+from simulators.pki.layout import init_pki
+from simulators.served_gateway import ServedGateway
+from adapters.command_line import CliError
 
 YEAR_VOUCHERS = 150_000
 YEAR_PAYMENTS = 630_000
@@ -120,7 +121,6 @@ def run_year(work: Path, *, scale: float, agencies: int = AGENCIES, pki: Path | 
 
 
 def _run(args: argparse.Namespace) -> int:
-    from adapters.cli import CliError
 
     if not 0 < args.scale <= 1:
         raise CliError("--scale must be in (0, 1]")

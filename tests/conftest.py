@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bank_directory import BankDirectory
-from gateway.certificate_platform import CertificatePlatform
-from gateway.certificates import TrustStore
-from gateway.revocation import RevocationChecker
-from gateway.role_registry import RoleRegistry
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.trust.platform import CertificatePlatform
+from gateway.trust.certificates import TrustStore
+from gateway.trust.revocation import RevocationChecker
+from gateway.trust.registry import RoleRegistry
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 from simulators.voucher_factory import VoucherFactory
 

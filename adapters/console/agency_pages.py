@@ -9,14 +9,14 @@ from urllib.parse import quote
 
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.iso_codes import describe_reason
-from gateway.voucher_xml import read_stored_voucher
-from gateway.workflow import QUEUE_OF, Actor, Status
+from gateway.bank.iso_codes import describe_reason
+from gateway.vouchers.xml_mapping import read_stored_voucher
+from gateway.workflow.transitions import QUEUE_OF, Actor, Status
 
-from .html import Markup, field, link, money, select, table
-from .reads import decode, encode
-from .view import PAGE, Reply, View, day_arg, taipei_midnight, when
-from .voucher_form import CHOICES, FORM_LINES, HEADER_FIELDS, LINE_FIELDS, build_voucher, line_field
+from adapters.console.html import Markup, field, link, money, select, table
+from adapters.console.reads import decode, encode
+from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
+from adapters.console.voucher_form import CHOICES, FORM_LINES, HEADER_FIELDS, LINE_FIELDS, build_voucher, line_field
 
 AGENCY_QUEUES = ("reviewer", "accountant", "head", "releaser", "preparer")
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pika
 from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, UnroutableError
 
-from adapters.bank_transport import BankTopology
+from adapters.bank.transport import BankTopology
 from gateway.errors import Refusal
 
 PREVIEW_BYTES = 2000

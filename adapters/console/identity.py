@@ -1,8 +1,8 @@
 """Who is asking, and what they may see: the console's viewer, named by the TLS client certificate exactly as
-the API names its caller (:meth:`adapters.intake_service.IntakeService.calling_agency`: chain, clientAuth,
+the API names its caller (:meth:`adapters.services.intake.IntakeService.calling_agency`: chain, clientAuth,
 revocation, and an agency the role registry knows).
 
-- A certificate whose agency is :data:`gateway.roles.TREASURY_AGENCY` (the Finance Bureau's console
+- A certificate whose agency is :data:`gateway.trust.roles.TREASURY_AGENCY` (the Finance Bureau's console
   certificate, ``OU=379030000A``; the registry names that agency in its treasury operators' grants) is a
   **treasury operator**: the treasury pages, the dead-letter queue and its replay, every agency's vouchers.
 - Any other known agency's certificate is that agency's **staff**: its own vouchers, queues, rejections and
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from gateway.roles import TREASURY_AGENCY
+from gateway.trust.roles import TREASURY_AGENCY
 
 
 @dataclass(frozen=True)

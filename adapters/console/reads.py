@@ -15,7 +15,7 @@ import binascii
 import datetime
 import json
 
-from adapters.sql_bank import _MESSAGE_COLUMNS, _PAYMENT_COLUMNS
+from adapters.storage.bank import _MESSAGE_COLUMNS, _PAYMENT_COLUMNS
 from gateway.errors import Refusal
 from gateway.store import check_limit, parse_utc_text, utc_text
 
@@ -48,7 +48,7 @@ def decode(cursor: str, kinds: str) -> tuple:
 
 class ConsoleReads:
     def __init__(self, store) -> None:
-        """``store`` is a SQL store (adapters/store_sqlite.py or store_postgres.py)."""
+        """``store`` is a SQL store (adapters/storage/sqlite.py or postgres.py)."""
         self.store = store
         self.postgres = store.dialect == "postgresql"
 

@@ -1,4 +1,4 @@
-"""The console's routes (klein), served for ``/console`` paths by the gateway's own site (adapters/http_api.py
+"""The console's routes (klein), served for ``/console`` paths by the gateway's own site (adapters/http/site.py
 routes them here, apart from the JSON API and its OpenAPI document).
 
 Each page is one blocking call in Twisted's thread pool, like the API's handlers: name the viewer from the
@@ -19,21 +19,21 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
-from gateway.bank_directory import BankDirectory
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.errors import Refusal
 from gateway.store import StoreError
 
-from ..client_identity import agency_of_client
-from ..clock import utc_now
-from ..tls import peer_certificate
-from . import html
-from .agency_pages import AgencyPages
-from .html import Markup
-from .identity import CsrfTokens, cross_site, viewer_of
-from .messages import DEFAULT_LANGUAGE, LANGUAGES, labels
-from .reads import ConsoleReads
-from .treasury_pages import TreasuryPages
-from .view import Reply, View, plain, texts
+from adapters.http.client_identity import agency_of_client
+from adapters.clock import utc_now
+from adapters.http.tls import peer_certificate
+from adapters.console import html
+from adapters.console.agency_pages import AgencyPages
+from adapters.console.html import Markup
+from adapters.console.identity import CsrfTokens, cross_site, viewer_of
+from adapters.console.messages import DEFAULT_LANGUAGE, LANGUAGES, labels
+from adapters.console.reads import ConsoleReads
+from adapters.console.treasury_pages import TreasuryPages
+from adapters.console.view import Reply, View, plain, texts
 
 log = Logger(namespace="vgw.console")
 
@@ -48,7 +48,7 @@ class Console(AgencyPages, TreasuryPages):
 
     def __init__(self, *, intake, store, csrf: CsrfTokens, dead_letters=None, banks: BankDirectory | None = None,
                  clock: Callable[[], datetime.datetime] = utc_now) -> None:
-        """``intake`` names the viewer (:meth:`~adapters.intake_service.IntakeService.calling_agency`); ``store``
+        """``intake`` names the viewer (:meth:`~adapters.services.intake.IntakeService.calling_agency`); ``store``
         is the SQL store; ``dead_letters`` a :class:`~adapters.console.dead_letters.DeadLetters` when the bank
         exchange runs over RabbitMQ (else the dead-letter page says there is none)."""
         self.intake = intake
@@ -59,7 +59,7 @@ class Console(AgencyPages, TreasuryPages):
         self.banks = banks if banks is not None else BankDirectory.shipped()
         self.clock = clock
         self.rate_limiter = None
-        """The API's per-agency token buckets (set by :class:`~adapters.http_api.GatewayHttpApi`)."""
+        """The API's per-agency token buckets (set by :class:`~adapters.http.site.GatewayHttpApi`)."""
 
     def resource(self):
         return self.app.resource()

@@ -10,8 +10,8 @@ from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.store import AuditEvent, utc_text
 
-from .html import Markup, field, link, money, table
-from .view import PAGE, Reply, View, day_arg, taipei_midnight, when
+from adapters.console.html import Markup, field, link, money, table
+from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
 
 
 class TreasuryPages:

@@ -10,9 +10,9 @@ import re
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 
-from . import html
-from .html import Markup
-from .identity import Viewer
+from adapters.console import html
+from adapters.console.html import Markup
+from adapters.console.identity import Viewer
 
 PAGE = 50
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

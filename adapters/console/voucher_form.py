@@ -2,7 +2,7 @@
 in, an unsigned voucher XML out, valid against schemas/voucher.xsd and the business rules, to be signed with
 ``vgw voucher sign`` and uploaded like any other.
 
-The XML is written by the gateway's own writer (:func:`gateway.voucher_xml.voucher_to_xml`) and checked by
+The XML is written by the gateway's own writer (:func:`gateway.vouchers.xml_mapping.voucher_to_xml`) and checked by
 the same schema and rules the intake applies, so the form cannot produce a voucher the gateway would refuse
 for its content. Every problem is reported against the form field it concerns (``line2_amount``), or on the
 whole form when it names none."""
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from gateway.bank_directory import BankDirectory
-from gateway.business_rules import voucher_problems
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.rules import voucher_problems
 from gateway.errors import Problem
-from gateway.schema_validation import schema_problems
-from gateway.voucher_model import (
+from gateway.xmlsec.validation import schema_problems
+from gateway.vouchers.model import (
     DocumentType,
     ObjectClass,
     PayeeIdType,
@@ -29,7 +29,7 @@ from gateway.voucher_model import (
     Urgency,
     Voucher,
 )
-from gateway.voucher_xml import voucher_to_xml
+from gateway.vouchers.xml_mapping import voucher_to_xml
 
 FORM_LINES = 5
 """Payee rows on the form; rows left empty are skipped."""

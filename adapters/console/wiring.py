@@ -1,4 +1,4 @@
-"""Build the console from ``vgw serve``'s settings (called by adapters/serve_command.py): the CSRF key from
+"""Build the console from ``vgw serve``'s settings (called by adapters/serve/command.py): the CSRF key from
 the gateway's TLS key, and the dead-letter queue of the bank exchange when it runs over RabbitMQ
 (``bank.amqp``, with the same ``bank.topology_prefix`` as the bank worker)."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .identity import CsrfTokens
-from .routes import Console
+from adapters.console.identity import CsrfTokens
+from adapters.console.routes import Console
 
 
 def build_console(s: dict, *, intake, store) -> Console:
@@ -15,8 +15,8 @@ def build_console(s: dict, *, intake, store) -> Console:
     if s.get("bank.amqp"):
         import pika
 
-        from ..bank_transport import BankTopology
-        from .dead_letters import DeadLetters
+        from adapters.bank.transport import BankTopology
+        from adapters.console.dead_letters import DeadLetters
 
         dead_letters = DeadLetters(pika.URLParameters(s["bank.amqp"]),
                                    BankTopology().prefixed(s.get("bank.topology_prefix") or ""))

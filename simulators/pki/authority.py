@@ -22,7 +22,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import char, univ
 from pyasn1_modules import rfc5280
 
-from gateway.certificates import ID_LAST_FOUR, SUBJECT_DIRECTORY_ATTRIBUTES
+from gateway.trust.certificates import ID_LAST_FOUR, SUBJECT_DIRECTORY_ATTRIBUTES
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

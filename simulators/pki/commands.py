@@ -10,11 +10,11 @@ from cryptography import x509
 
 from adapters.clock import utc_now
 
-from .layout import DEFAULT_OCSP_URL, GATEWAY_KEY_KINDS, init_pki, revoke
+from simulators.pki.layout import DEFAULT_OCSP_URL, GATEWAY_KEY_KINDS, init_pki, revoke
+from adapters.command_line import CliError
 
 
 def _usage(message: str) -> Exception:
-    from adapters.cli import CliError
 
     return CliError(message)
 
@@ -56,7 +56,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _ocsp(args: argparse.Namespace) -> int:
-    from .ocsp_responder import run
+    from simulators.pki.ocsp_responder import run
 
     if not (Path(args.dir) / "ca-state.json").exists():
         raise _usage(f"{args.dir} is not a PKI folder made by `vgw pki init`")

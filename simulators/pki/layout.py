@@ -18,11 +18,11 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from gateway.identifiers import make_national_id
-from gateway.roles import STAGE_ORDER, TREASURY_AGENCY, Role
+from gateway.vouchers.identifiers import make_national_id
+from gateway.trust.roles import STAGE_ORDER, TREASURY_AGENCY, Role
 
-from ..names import ID_LETTERS, person_name
-from .authority import CertificateAuthority, IssueOptions, PrivateKey, Profile, name, new_key
+from simulators.names import ID_LETTERS, person_name
+from simulators.pki.authority import CertificateAuthority, IssueOptions, PrivateKey, Profile, name, new_key
 
 ROOT_SUBJECT = dict(o="Government Root Certification Authority (TEST)")
 INTERMEDIATE_SUBJECT = dict(o="行政院", ou="內政部憑證管理中心")

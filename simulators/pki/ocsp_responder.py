@@ -30,7 +30,7 @@ from pyasn1_modules import rfc5280
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web import resource, server
 
-from .layout import STATE_FILE, load_cert, load_key
+from simulators.pki.layout import STATE_FILE, load_cert, load_key
 
 OCSP_RESPONSE_TYPE = b"application/ocsp-response"
 CRL_TYPE = b"application/pkix-crl"

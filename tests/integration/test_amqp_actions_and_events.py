@@ -22,11 +22,11 @@ from pathlib import Path
 import pika
 import pytest
 
-from adapters.amqp_intake import AmqpTopology
-from adapters.event_publisher import EVENTS_EXCHANGE
-from gateway.receipts import verify_receipt
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from adapters.amqp.intake import AmqpTopology
+from adapters.amqp.event_publisher import EVENTS_EXCHANGE
+from gateway.intake.receipts import verify_receipt
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW

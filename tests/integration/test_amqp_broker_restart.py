@@ -23,9 +23,9 @@ import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.amqp_intake import AmqpTopology
-from adapters.store_factory import open_store
-from gateway.receipts import verify_receipt
+from adapters.amqp.intake import AmqpTopology
+from adapters.storage.factory import open_store
+from gateway.intake.receipts import verify_receipt
 from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW

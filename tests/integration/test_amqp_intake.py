@@ -19,14 +19,14 @@ import pika.exceptions
 import pytest
 from twisted.logger import globalLogPublisher
 
-from adapters.amqp_intake import AmqpIntake, AmqpTopology
-from adapters.bootstrap import PlatformConfig, build_platform
-from adapters.intake_service import IntakeService
-from adapters.store_factory import open_store
-from gateway.bank_directory import BankDirectory
-from gateway.receipts import verify_receipt
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from adapters.amqp.intake import AmqpIntake, AmqpTopology
+from adapters.serve.bootstrap import PlatformConfig, build_platform
+from adapters.services.intake import IntakeService
+from adapters.storage.factory import open_store
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.intake.receipts import verify_receipt
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW
@@ -319,7 +319,7 @@ def test_stopping_and_restarting_mid_stream_loses_and_repeats_nothing(intake, ag
         def submit_voucher_as(self, agency_code, body):
             self.calls += 1
             if self.calls > 3 and not first._stopping.is_set():
-                first._stopping.wait(30)  # the consumer's own stop signal (adapters/amqp_thread.py)
+                first._stopping.wait(30)  # the consumer's own stop signal (adapters/amqp/thread.py)
             return service.submit_voucher_as(agency_code, body)
 
     first = intake(service=HeldAfterThree())

@@ -8,11 +8,11 @@ import pika
 import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.amqp_intake import AmqpIntake, declare_topology
-from adapters.bootstrap import PlatformConfig, build_platform
-from adapters.intake_service import IntakeService
-from adapters.store_factory import open_store
-from gateway.bank_directory import BankDirectory
+from adapters.amqp.intake import AmqpIntake, declare_topology
+from adapters.serve.bootstrap import PlatformConfig, build_platform
+from adapters.services.intake import IntakeService
+from adapters.storage.factory import open_store
+from gateway.vouchers.bank_directory import BankDirectory
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW

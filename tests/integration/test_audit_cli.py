@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.audit_commands import walk_chain
-from adapters.store_factory import open_store
+from adapters.cli.audit import walk_chain
+from adapters.storage.factory import open_store
 from tests.integration.test_store_contract import intake_event, make_record, plain_event
 
 VGW = shutil.which("vgw", path=str(Path(sys.executable).parent)) or "vgw"

@@ -3,8 +3,8 @@ pays nothing twice.
 
 A broker of the test's own (:mod:`.private_rabbitmq`; stopping the shared one would break every other
 test), its data dir kept between stop and start as in production, so the durable quorum queues and the
-persistent messages in them outlive the restart. On it: a :class:`~adapters.bank_worker.BankWorker` over
-one :class:`~adapters.bank_amqp.AmqpBankTransport` (short loops, small messages, so there are many), and
+persistent messages in them outlive the restart. On it: a :class:`~adapters.bank.worker.BankWorker` over
+one :class:`~adapters.bank.amqp_transport.AmqpBankTransport` (short loops, small messages, so there are many), and
 the simulated bank attached through a SECOND transport, a connection of its own, as the bank is a party of
 its own. A SQLite store holds a few hundred treasury-accepted payments.
 
@@ -27,14 +27,14 @@ from pathlib import Path
 import pika
 from prometheus_client import CollectorRegistry
 
-from adapters.amqp_thread import Backoff
-from adapters.bank_amqp import AmqpBankTransport
-from adapters.bank_transport import BankTopology
-from adapters.bank_worker import BankWorker, BankWorkerSettings
-from adapters.store_factory import open_store
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import SigningIdentity
-from gateway.pain001 import TAIPEI_TREASURY
+from adapters.amqp.thread import Backoff
+from adapters.bank.amqp_transport import AmqpBankTransport
+from adapters.bank.transport import BankTopology
+from adapters.bank.worker import BankWorker, BankWorkerSettings
+from adapters.storage.factory import open_store
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import SigningIdentity
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted

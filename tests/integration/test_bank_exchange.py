@@ -19,18 +19,18 @@ from pathlib import Path
 import pika
 import pytest
 
-from adapters.bank_amqp import AmqpBankTransport
-from adapters.bank_exchange import BankBatcher, OutboxRelay, ReportIntake
-from adapters.bank_transport import BankTopology, InProcessBankTransport
-from adapters.cli import main as vgw
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import SigningIdentity
-from gateway.pain001 import TAIPEI_TREASURY
+from adapters.bank.amqp_transport import AmqpBankTransport
+from adapters.bank.exchange import BankBatcher, OutboxRelay, ReportIntake
+from adapters.bank.transport import BankTopology, InProcessBankTransport
+from adapters.cli.main import main as vgw
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import SigningIdentity
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
 from gateway.store import StoreError
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
-from simulators.bench_transport import delete_topology
+from simulators.bench.transport import delete_topology
 from simulators.pki.layout import load_cert, load_key
 
 from .test_store_contract import backend, pg_database, store  # noqa: F401
@@ -174,7 +174,7 @@ def test_a_repeated_report_changes_nothing_and_one_reusing_an_id_is_dead_lettere
 
 
 def _pain002_for(world: World, message, status: str, report_id: str = "X"):
-    from gateway.bank_report_writing import build_pain002
+    from gateway.bank.report_writing import build_pain002
 
     rows = store_rows = world.store.payments_of_message(message.message_id)
     assert store_rows
@@ -214,7 +214,7 @@ def test_reports_naming_unknown_payments_or_tampered_are_dead_lettered_and_chang
 
 
 def _pain002_unknown(original: str):
-    from gateway.bank_report_writing import build_pain002
+    from gateway.bank.report_writing import build_pain002
 
     return build_pain002(message_id="UNKNOWN1", created_at=NOW, original_message_id=original, group_status="PART",
                          tx_statuses=[("379000009A115NOPE000001R001L0001", "ACSC", None, None, 100, None,
@@ -233,7 +233,7 @@ def test_a_message_sent_again_after_a_lost_mark_is_booked_once(store, pki, react
 
 def test_vgw_audit_reconcile_proves_a_settled_store_and_names_the_first_discrepancy(tmp_path, pki, reactor_thread,
                                                                                   in_process, capsys):
-    from adapters.store_factory import open_store
+    from adapters.storage.factory import open_store
 
     url = f"sqlite:///{tmp_path / 'day.db'}"
     opened = open_store(url)
@@ -274,7 +274,7 @@ class FlakyStore:
 
 def test_a_store_outage_puts_reports_back_in_their_queue_instead_of_dead_lettering_them(store, pki, reactor_thread,
                                                                                       in_process, monkeypatch):
-    import adapters.bank_exchange as bank_exchange
+    import adapters.bank.exchange as bank_exchange
 
     monkeypatch.setattr(bank_exchange, "RETRY_DELAY", 0.05)
     world = World(store, pki, in_process, return_rate=0.0)
@@ -303,7 +303,7 @@ def test_lines_without_a_final_answer_are_flagged_unconfirmed_once(store, pki, r
 def test_vgw_bank_resend_sends_a_lost_message_again_and_the_bank_books_nothing_twice(tmp_path, pki, reactor_thread,
                                                                                    in_process, capsys):
     """The bank lost a confirmed transfer message: an operator has the relay send the same bytes again."""
-    from adapters.store_factory import open_store
+    from adapters.storage.factory import open_store
 
     url = f"sqlite:///{tmp_path / 'resend.db'}"
     opened = open_store(url)

@@ -16,16 +16,16 @@ import os
 import pytest
 from lxml import etree
 
-from adapters.bank_transport import InProcessBankTransport
-from gateway.bank_envelope import envelope_element
-from gateway.bank_payments import LineState
-from gateway.bank_report_writing import build_camt054, build_pain002
-from gateway.bank_reports import PAIN002_NS
-from gateway.bank_settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING
+from adapters.bank.transport import InProcessBankTransport
+from gateway.bank.envelope import envelope_element
+from gateway.bank.payments import LineState
+from gateway.bank.report_writing import build_camt054, build_pain002
+from gateway.bank.reports import PAIN002_NS
+from gateway.bank.settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING
 from gateway.business_time import TAIPEI
-from gateway.pain001 import TAIPEI_TREASURY
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
-from gateway.signing import sign_element
+from gateway.xmlsec.signing import sign_element
 
 from .test_amqp_broker_restart import queue_depth
 from .test_bank_exchange import NOW, World, amqp, in_process  # noqa: F401  (fixtures)

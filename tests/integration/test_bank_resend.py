@@ -1,6 +1,6 @@
 """Transfer messages the bank never fully answered are sent again by themselves, on SQLite and a real
 PostgreSQL: the store finds them (sent before a cutoff, a line still pending or accepted), and the
-:class:`~adapters.bank_worker.BankWorker`'s sweep makes them unsent with a ``bank.resend`` audit entry, so
+:class:`~adapters.bank.worker.BankWorker`'s sweep makes them unsent with a ``bank.resend`` audit entry, so
 the relay publishes the same signed bytes again and the bank answers with its earlier reports.
 
 The worker runs on the in-process transport with short loops and a clock the test moves: nothing is
@@ -20,15 +20,15 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 
-from adapters.bank_transport import InProcessBankTransport
-from adapters.bank_worker import BankWorker, BankWorkerSettings
-from adapters.cli import main as vgw
+from adapters.bank.transport import InProcessBankTransport
+from adapters.bank.worker import BankWorker, BankWorkerSettings
+from adapters.cli.main import main as vgw
 from gateway.audit import verify_chain
-from gateway.bank_payments import LineState
-from gateway.bank_report_writing import build_pain002
-from gateway.bank_resend import RESEND_ACTION, RESEND_ACTOR
-from gateway.bank_settlement import REPORT_ROUTING, SigningIdentity
-from gateway.pain001 import TAIPEI_TREASURY
+from gateway.bank.payments import LineState
+from gateway.bank.report_writing import build_pain002
+from gateway.bank.resend import RESEND_ACTION, RESEND_ACTOR
+from gateway.bank.settlement import REPORT_ROUTING, SigningIdentity
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.store import AuditEvent
 from simulators.pki.layout import load_key
 

@@ -22,11 +22,11 @@ from twisted.internet import defer, error, task
 from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from adapters.amqp_thread import Backoff
-from adapters.bank_amqp import AmqpBankTransport
-from adapters.bank_transport import (ACK, DEAD, BankTopology, IBankTransport, InProcessBankTransport,
+from adapters.amqp.thread import Backoff
+from adapters.bank.amqp_transport import AmqpBankTransport
+from adapters.bank.transport import (ACK, DEAD, BankTopology, IBankTransport, InProcessBankTransport,
                                      TransportLost, TransportRefused, settle_all)
-from simulators.bench_transport import delete_topology, measure_publish
+from simulators.bench.transport import delete_topology, measure_publish
 
 from .test_amqp_broker_restart import broker, queue_depth  # noqa: F401  (broker: the private broker fixture)
 from .twisted_reactor import call, eventually, reactor_thread  # noqa: F401  (reactor_thread is a fixture)

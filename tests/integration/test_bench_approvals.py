@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from simulators import bench_approvals
-from simulators.bench_approvals import STAGES, Run, Signed, report
+from simulators.bench import approvals as bench_approvals
+from simulators.bench.approvals import STAGES, Run, Signed, report
 
 from .test_https_intake import VGW
 

@@ -12,10 +12,10 @@ import subprocess
 import pytest
 from pypdf import PdfReader
 
-from adapters.query_params import STATEMENT_FORMATS
-from adapters.statement_pdf import statement_pdf
-from gateway.statements import build_statement
-from simulators.bench_statement import pay_days, pdf_pages
+from adapters.http.query_params import STATEMENT_FORMATS
+from adapters.statements.pdf import statement_pdf
+from gateway.statements.lines import build_statement
+from simulators.bench.statement import pay_days, pdf_pages
 
 from .fresh_postgres import fresh_database
 from .test_https_intake import VGW
@@ -60,7 +60,7 @@ def test_pay_days_span_the_year_and_the_page_count_agrees_with_a_pdf_reader():
     days = pay_days(2025, 24)
     assert len(days) == 24 == len(set(days)) and days[0].date() == datetime.date(2025, 1, 1)
     assert days[-1].date() == datetime.date(2025, 12, 31)
-    from adapters.cjk_font import cjk_font_name
+    from adapters.statements.cjk_font import cjk_font_name
     from tests.unit.test_statement_pdf import AT, NOV, line
 
     for count in (1, 90):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from reportlab.pdfbase import pdfmetrics
 
-from adapters import cjk_font
-from adapters.cjk_font import ENV, FALLBACK_CID_FONT, find_and_register
+from adapters.statements import cjk_font
+from adapters.statements.cjk_font import ENV, FALLBACK_CID_FONT, find_and_register
 
 UMING = Path("/usr/share/fonts/truetype/arphic/uming.ttc")  # installed by scripts/with-test-services
 

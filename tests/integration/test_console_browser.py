@@ -29,10 +29,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from adapters.bank_transport import BankTopology
+from adapters.bank.transport import BankTopology
 from adapters.console.dead_letters import DeadLetters
-from adapters.store_factory import open_store
-from simulators.bench_transport import delete_topology
+from adapters.storage.factory import open_store
+from simulators.bench.transport import delete_topology
 from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW
@@ -129,7 +129,7 @@ def wait_for(what: str, condition, timeout: float = 30.0):
 
 
 def test_an_agency_person_logs_in_finds_a_voucher_and_downloads_a_statement(gateway, policy, tmp_path):
-    from gateway.bank_directory import BankDirectory
+    from gateway.vouchers.bank_directory import BankDirectory
     from simulators.voucher_factory import VoucherFactory
 
     voucher = VoucherFactory(BankDirectory.shipped(), seed=23).voucher(AGENCY_A, today=NOW.date(),

@@ -15,10 +15,10 @@ import uuid
 import pika
 import pytest
 
-from adapters.bank_transport import BankTopology
+from adapters.bank.transport import BankTopology
 from adapters.console.dead_letters import DeadLetters
 from gateway.errors import Refusal
-from simulators.bench_transport import delete_topology
+from simulators.bench.transport import delete_topology
 
 from .private_rabbitmq import PrivateRabbitMQ
 

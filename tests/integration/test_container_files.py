@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.health_check import main as health_check
-from adapters.settings import load_settings
+from adapters.http.health_check import main as health_check
+from adapters.serve.settings import load_settings
 from simulators.served_gateway import ServedGateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_the_image_is_slim_multi_stage_non_root_with_a_health_check_and_the_cjk_
     runs = " ".join(args for op, args in final if op == "RUN")
     assert "--no-install-recommends fonts-arphic-uming" in runs and "rm -rf /var/lib/apt/lists/*" in runs
     health = [args for op, args in final if op == "HEALTHCHECK"]
-    assert len(health) == 1 and '"adapters.health_check"' in health[0]
+    assert len(health) == 1 and '"adapters.http.health_check"' in health[0]
     assert ("ENTRYPOINT", '["vgw"]') in final
     cmd = next(args for op, args in final if op == "CMD")
     assert cmd == '["serve", "--config", "/etc/vgw/vgw.toml"]' and verb_exists("serve")
@@ -123,7 +123,7 @@ def test_the_health_check_passes_for_a_running_gateway_and_fails_without_one_or_
 ])
 def test_the_image_health_check_asks_the_metrics_listener_the_environment_names(monkeypatch, listen, url):
     """VGW_METRICS_LISTEN beats metrics.listen in the file, so the image's check follows the variable."""
-    from adapters.health_check import _metrics_url
+    from adapters.http.health_check import _metrics_url
 
     if listen is None:
         monkeypatch.delenv("VGW_METRICS_LISTEN", raising=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pika
 
-from adapters.bank_transport import BankTopology
-from simulators.bench_transport import delete_topology
+from adapters.bank.transport import BankTopology
+from simulators.bench.transport import delete_topology
 
 from .fresh_postgres import fresh_database
 

@@ -15,17 +15,17 @@ import pypdf
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adapters.bank_exchange import BankBatcher, ReportIntake
-from adapters.cjk_font import cjk_font_name
-from adapters.fax_channels import FaxByEmail, FaxSpool
-from adapters.notice_worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
-from adapters.post_letters import WINDOW, WINDOW_INSET, render_letters, wrap, write_letters
-from adapters.smtp_sender import SmtpSender, SmtpSettings
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import SigningIdentity
-from gateway.deposit_notices import Channel, DepositNotice, NoticeState, NoticeTarget, RetryPolicy, compose
-from gateway.pain001 import TAIPEI_TREASURY
-from gateway.voucher_model import Notice, NoticeChannel
+from adapters.bank.exchange import BankBatcher, ReportIntake
+from adapters.statements.cjk_font import cjk_font_name
+from adapters.notices.fax import FaxByEmail, FaxSpool
+from adapters.notices.worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
+from adapters.notices.letters import WINDOW, WINDOW_INSET, render_letters, wrap, write_letters
+from adapters.notices.smtp import SmtpSender, SmtpSettings
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import SigningIdentity
+from gateway.notices.content import Channel, DepositNotice, NoticeState, NoticeTarget, RetryPolicy, compose
+from gateway.bank.pain001 import TAIPEI_TREASURY
+from gateway.vouchers.model import Notice, NoticeChannel
 from prometheus_client import CollectorRegistry
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
@@ -131,7 +131,7 @@ def test_a_line_returned_before_its_notice_left_is_never_told(store, pki):
 
 def return_line(store, end_to_end_id: str, at: datetime.datetime) -> None:
     """The bank returns (退匯) a paid line, as a report's booking does: the payment and its notice together."""
-    from gateway.bank_store import LineChange
+    from gateway.bank.store import LineChange
     with store._notice_tx() as conn:
         conn.execute(store._sql("UPDATE payments SET state = 'returned' WHERE end_to_end_id = ?"), (end_to_end_id,))
         store._book_notices(conn, [LineChange(end_to_end_id, LineState.PAID, LineState.RETURNED, None)],
@@ -140,7 +140,7 @@ def return_line(store, end_to_end_id: str, at: datetime.datetime) -> None:
 
 @pytest.mark.parametrize("outcome_state", [NoticeState.PENDING, NoticeState.FAILED])
 def test_a_line_returned_while_its_notice_is_in_flight_is_never_told_after_a_retry(store, pki, outcome_state):
-    from gateway.deposit_notices import Outcome
+    from gateway.notices.content import Outcome
     vouchers = day(6, seed=14)
     book(store, pki, vouchers)
     at = NOW + datetime.timedelta(minutes=1)
@@ -156,7 +156,7 @@ def test_a_line_returned_while_its_notice_is_in_flight_is_never_told_after_a_ret
 
 
 def test_a_mail_the_server_accepted_is_recorded_sent_even_if_the_line_was_returned_meanwhile(store, pki):
-    from gateway.deposit_notices import Outcome
+    from gateway.notices.content import Outcome
     vouchers = day(6, seed=15)
     book(store, pki, vouchers)
     at = NOW + datetime.timedelta(minutes=1)
@@ -201,7 +201,7 @@ def test_two_workers_never_claim_the_same_notice_and_a_dead_workers_lease_runs_o
     assert store.claim_notices(later + datetime.timedelta(seconds=1), lease=POLICY.lease, limit=1000) == []
     again = store.claim_notices(later + POLICY.lease + datetime.timedelta(seconds=1), lease=POLICY.lease, limit=1000)
     assert {n.end_to_end_id for n in again} == due and {n.attempts for n in again} == {2}
-    from gateway.deposit_notices import Outcome
+    from gateway.notices.content import Outcome
     sent = Outcome(NoticeState.SENT, None, None, later)
     assert store.record_notice_outcome(stale, sent, message_id="<x>", event=None) is False
 
@@ -400,7 +400,7 @@ def test_a_notice_whose_sending_keeps_killing_the_worker_gives_up(store, pki, re
 
 
 def test_smtp_auth_works_and_a_refusal_of_the_gateway_itself_is_not_taken_for_a_bounce(reactor_thread, tmp_path):
-    from gateway.deposit_notices import Result
+    from gateway.notices.content import Result
 
     message = b"Subject: notice\n\nhello\n"
     with smtp_server(tmp_path, login=("vgw", "s3cret")) as (mailbox, port, ca):
@@ -426,7 +426,7 @@ def test_a_mail_server_that_never_answers_costs_one_bounded_attempt(reactor_thre
     import socket
     import time
 
-    from gateway.deposit_notices import Result
+    from gateway.notices.content import Result
 
     with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
         silent.bind(("127.0.0.1", 0))
@@ -593,7 +593,7 @@ def test_a_200_character_address_and_a_long_name_are_wrapped_inside_the_envelope
 
 
 def test_a_character_the_font_lacks_prints_as_its_code_point_on_letters_and_fax_pages(tmp_path):
-    from adapters.fax_channels import FaxSpool
+    from adapters.notices.fax import FaxSpool
     notice = postal_notice("臺北市信義區市府路1號", "王𪚥明")
     letter = "".join(r[0] for r in drawn(render_letters([(notice, compose(notice, bank_name=None))],
                                                         font=cjk_font_name())))

@@ -13,7 +13,7 @@ from gateway.store import StoreError
 from .test_store_contract import backend, intake_event, make_record, pg_database, store  # noqa: F401
 
 EVENTS_CURSOR = "vgw.events"
-"""The gateway publisher's row, which migration v0005 seeds (adapters/event_publisher.py names it too)."""
+"""The gateway publisher's row, which migration v0005 seeds (adapters/amqp/event_publisher.py names it too)."""
 
 
 def test_a_new_store_starts_every_reader_at_zero(store):

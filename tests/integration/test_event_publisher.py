@@ -14,9 +14,9 @@ import uuid
 import pika
 import pytest
 
-from adapters.amqp_intake import Backoff
-from adapters.event_publisher import EVENTS_CURSOR, EventPublisher
-from adapters.store_factory import open_store
+from adapters.amqp.intake import Backoff
+from adapters.amqp.event_publisher import EVENTS_CURSOR, EventPublisher
+from adapters.storage.factory import open_store
 from gateway.store import AuditEvent, StoreError
 
 from .test_amqp_intake import amqp_parameters  # noqa: F401  (fixture: the shared broker)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.receipts import verify_receipt
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from gateway.intake.receipts import verify_receipt
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key, revoke
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW

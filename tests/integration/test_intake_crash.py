@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.store_factory import open_store
-from gateway.receipts import verify_receipt
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from adapters.storage.factory import open_store
+from gateway.intake.receipts import verify_receipt
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.store_factory import open_store
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
+from adapters.storage.factory import open_store
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW
@@ -165,6 +165,6 @@ def test_hostile_bodies_never_get_a_5xx_and_never_change_the_store(served):
 
 def test_a_multipart_content_type_still_gets_a_problem_document(served):
     """twisted.web would parse a multipart/form-data body as a form before our route runs and answer a failed
-    parse with a bare 400; the gateway's requests do not parse forms (adapters/http_api.BodyLimitedRequest)."""
+    parse with a bare 400; the gateway's requests do not parse forms (adapters/http/site.BodyLimitedRequest)."""
     status, reply_type, reply = served.post(b"not a form", "multipart/form-data; boundary=x")
     assert status < 500 and reply_type == "application/problem+json", (status, reply_type, reply)

@@ -25,10 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from adapters.revocation_fetchers import FileCrlFetcher, HttpCrlFetcher, HttpOcspFetcher
+from adapters.serve.revocation_fetchers import FileCrlFetcher, HttpCrlFetcher, HttpOcspFetcher
 from gateway.errors import Refusal
 from gateway.ports import RevocationFetchError
-from gateway.revocation import RevocationChecker, RevocationStatus, check_crl_authentic, evaluate_ocsp, load_crl
+from gateway.trust.revocation import RevocationChecker, RevocationStatus, check_crl_authentic, evaluate_ocsp, load_crl
 from simulators.pki.authority import IssueOptions, Profile, name, new_key
 from simulators.pki.layout import init_pki, load_authority, load_cert, load_state, revoke
 

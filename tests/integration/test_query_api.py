@@ -13,8 +13,8 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.http_api import GatewayHttpApi
-from adapters.store_factory import open_store
+from adapters.http.site import GatewayHttpApi
+from adapters.storage.factory import open_store
 from gateway.store import AuditEvent, IntakeRecord
 from simulators.pki.layout import init_pki
 

@@ -12,15 +12,15 @@ import datetime
 import zlib
 from pathlib import Path
 
-from adapters.bank_exchange import BankBatcher, ReportIntake
-from adapters.store_factory import open_store
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import SigningIdentity
-from gateway.pain001 import TAIPEI_TREASURY
+from adapters.bank.exchange import BankBatcher, ReportIntake
+from adapters.storage.factory import open_store
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import SigningIdentity
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
-from gateway.signing import sign_document
-from gateway.voucher_xml import voucher_to_xml
-from gateway.bank_directory import BankDirectory
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.vouchers.bank_directory import BankDirectory
 from simulators.bank import SimulatedBank
 from simulators.pki.layout import load_cert, load_key
 from simulators.voucher_factory import VoucherFactory

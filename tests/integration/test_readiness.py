@@ -3,8 +3,8 @@
 import json
 from types import SimpleNamespace
 
-from adapters.intake_service import IntakeService
-from adapters.store_factory import open_store
+from adapters.services.intake import IntakeService
+from adapters.storage.factory import open_store
 
 
 def _readiness(store):

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from adapters.registry_reloader import RegistryReloader
+from adapters.serve.registry_reloader import RegistryReloader
 from gateway.errors import Refusal
-from gateway.roles import Role
-from gateway.voucher_check import check_signed_voucher
+from gateway.trust.roles import Role
+from gateway.vouchers.check import check_signed_voucher
 
 from ..conftest import AGENCY_A, NOW
 

@@ -18,13 +18,13 @@ import uuid
 import pika
 import psycopg
 
-from adapters.bank_transport import BankTopology
-from adapters.relay_turn import RELAY_LOCK
-from adapters.store_factory import open_store
+from adapters.bank.transport import BankTopology
+from adapters.storage.relay_turn import RELAY_LOCK
+from adapters.storage.factory import open_store
 from simulators.agency import AgencySimulator
 from simulators.agency_plans import Mix, allotments
-from simulators.bench_transport import delete_topology
-from simulators.demo import (
+from simulators.bench.transport import delete_topology
+from simulators.demo.run import (
     BANK_TIMING,
     NOT_FINAL,
     BankProcess,
@@ -63,7 +63,7 @@ def wait_for_work_in_flight(store_url: str, deadline: float) -> dict[str, int]:
 
 
 def relay_turn_taken(store_url: str, deadline: float) -> None:
-    """Wait until some process holds the store's outbox relay turn (adapters/relay_turn.py)."""
+    """Wait until some process holds the store's outbox relay turn (adapters/storage/relay_turn.py)."""
     with psycopg.connect(store_url, autocommit=True) as conn:
         while not conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND "
                                "granted", (RELAY_LOCK,)).fetchone()[0]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from adapters.store_factory import open_store
-from gateway.receipts import verify_receipt
+from adapters.storage.factory import open_store
+from gateway.intake.receipts import verify_receipt
 from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW
@@ -61,7 +61,7 @@ class Supervised(Gateway):
                 self.process.wait(timeout=30)
         for pid in self.pids:
             try:
-                if b"adapters.serve_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+                if b"adapters.serve.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
                     os.kill(pid, signal.SIGKILL)
             except (FileNotFoundError, ProcessLookupError):
                 pass
@@ -188,7 +188,7 @@ def test_each_worker_consumes_amqp_and_every_message_is_answered_once(pki_dir, t
     gateway = Supervised(pki_dir, tmp_path, "--amqp", url, env={**os.environ, "VGW_AMQP_USERS": f"guest={AGENCY_A}"})
     gateway.start()
     try:
-        from adapters.amqp_intake import AmqpTopology
+        from adapters.amqp.intake import AmqpTopology
 
         topology = AmqpTopology()
         parameters = pika.URLParameters(url)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from adapters.store_factory import open_store
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import TRANSFER_ROUTING
+from adapters.storage.factory import open_store
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import TRANSFER_ROUTING
 from simulators.bank import SimulatedBank
 from simulators.bank_faults import BankFaults
 from simulators.pki.layout import load_key

@@ -13,13 +13,13 @@ import time
 import pytest
 from lxml import etree
 
-from adapters.http_api import Answer
-from adapters.store_factory import open_store
+from adapters.http.site import Answer
+from adapters.storage.factory import open_store
 from gateway.business_time import TAIPEI
-from gateway.camt053 import NS, SCHEMA
+from gateway.statements.camt053 import NS, SCHEMA
 from gateway.errors import Refusal
-from gateway.schema_validation import schema_problems
-from gateway.statement_csv import HEADER, TRAILER
+from gateway.xmlsec.validation import schema_problems
+from gateway.statements.csv_export import HEADER, TRAILER
 
 from ..conftest import AGENCY_B
 from .test_https_approvals import release, served, submitted  # noqa: F401
@@ -31,7 +31,7 @@ from .test_re_remittance import pay_out
 def paid(served, tmp_path_factory):  # noqa: F811
     """Two of agency A's vouchers: one paid, one returned by the bank."""
     from simulators.voucher_factory import VoucherFactory
-    from gateway.bank_directory import BankDirectory
+    from gateway.vouchers.bank_directory import BankDirectory
 
     tmp_path = tmp_path_factory.mktemp("statements")
     factory = VoucherFactory(BankDirectory.shipped(), seed=41)
@@ -117,7 +117,7 @@ def test_the_camt053_statement_is_schema_valid_and_agrees_with_the_csv(served, p
 def test_the_pdf_statement_prints_the_same_lines_and_totals_in_an_embedded_chinese_font(served, paid):  # noqa: F811
     from pypdf import PdfReader
 
-    from adapters.statement_pdf import TITLE, amount_text
+    from adapters.statements.pdf import TITLE, amount_text
 
     good, bad, rows = paid
     status, headers, body = request(served, "GET", f"/v1/statements?{span()}&format=pdf")
@@ -174,8 +174,8 @@ def test_a_pdf_waits_its_turn_in_the_process_and_one_too_long_is_refused_for_csv
     import threading
     from urllib.parse import parse_qs
 
-    from adapters.query_params import parse_statement_query
-    from adapters.statement_service import PDF_WAIT, StatementService
+    from adapters.http.query_params import parse_statement_query
+    from adapters.statements.service import PDF_WAIT, StatementService
 
     def query(fmt: str):
         args = {k.encode(): [v[0].encode()] for k, v in parse_qs(f"{span()}&format={fmt}").items()}

@@ -1,4 +1,4 @@
-"""The statement query of the SQL stores (adapters/sql_bank.py ``statement_lines``, ``paid_before``) and
+"""The statement query of the SQL stores (adapters/storage/bank.py ``statement_lines``, ``paid_before``) and
 migration v0008's backfill, on SQLite and PostgreSQL, over a day of payments the simulated bank answered."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from adapters.bank_exchange import BankBatcher, ReportIntake
-from adapters.migrations import v0008_statements
-from gateway.bank_payments import LineState
-from gateway.bank_settlement import SigningIdentity
+from adapters.bank.exchange import BankBatcher, ReportIntake
+from adapters.storage.migrations import v0008_statements
+from gateway.bank.payments import LineState
+from gateway.bank.settlement import SigningIdentity
 from gateway.business_time import TAIPEI
-from gateway.pain001 import TAIPEI_TREASURY
-from gateway.statements import Period, build_statement, opening_total
+from gateway.bank.pain001 import TAIPEI_TREASURY
+from gateway.statements.lines import Period, build_statement, opening_total
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.pki.layout import load_cert, load_key

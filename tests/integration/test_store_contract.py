@@ -22,9 +22,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters import migrations
-from adapters.migrations import SchemaTooNew
-from adapters.store_factory import open_store, sqlite_path
+from adapters.storage import migrations
+from adapters.storage.migrations import SchemaTooNew
+from adapters.storage.factory import open_store, sqlite_path
 from gateway.audit import verify_chain
 from gateway.errors import Refusal
 from gateway.store import AlreadyStored, AuditEvent, IntakeRecord, VoucherStore

@@ -1,5 +1,5 @@
 """Two outbox relays on one store, as two ``vgw serve --bank-exchange`` gateways (or a gateway and ``vgw bank
-run``) run them: only the relay holding the store's relay turn publishes (adapters/relay_turn.py), so every
+run``) run them: only the relay holding the store's relay turn publishes (adapters/storage/relay_turn.py), so every
 transfer message goes out once however many relays pump at the same moment, and when the holder goes away
 the other takes the turn at its next pump. On SQLite and on PostgreSQL."""
 
@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from twisted.internet import defer
 
-from adapters.bank_exchange import OutboxRelay
-from adapters.relay_turn import PostgresRelayTurn
+from adapters.bank.exchange import OutboxRelay
+from adapters.storage.relay_turn import PostgresRelayTurn
 
 from .test_bank_exchange import World, assert_reconciled, clock, in_process  # noqa: F401  (fixtures)
 from .test_store_contract import _with_dbname, backend, pg_database  # noqa: F401

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from gateway.budget import Allotment, BudgetBalance, BudgetKey
+from gateway.treasury.budget import Allotment, BudgetBalance, BudgetKey
 from gateway.errors import Refusal
 from gateway.store import (ActionAlreadyStored, ActionRecord, AuditEvent, BudgetChanged, BudgetOp, PayeeEntry,
                            StatusChange, StatusChanged, StoreError, WorkflowWrite)
@@ -169,7 +169,7 @@ def test_due_dates_round_trip_and_queue_counts_report_the_overdue(store):
 def test_queue_metrics_read_the_store(store):
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from adapters.queue_metrics import WorkflowQueueMetrics
+    from adapters.serve.queue_metrics import WorkflowQueueMetrics
 
     record = dataclasses.replace(make_record(51, revision=1), due_on=datetime.date(2026, 1, 5))
     store.record_intake(record, intake_event(record))

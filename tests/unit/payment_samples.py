@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from gateway.bank_payments import Payment, end_to_end_id
-from gateway.identifiers import make_business_id, make_national_id, make_resident_id
-from gateway.voucher_model import voucher_id
+from gateway.bank.payments import Payment, end_to_end_id
+from gateway.vouchers.identifiers import make_business_id, make_national_id, make_resident_id
+from gateway.vouchers.model import voucher_id
 
 AGENCY = "379000001A"
 YEAR = 115

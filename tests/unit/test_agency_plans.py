@@ -7,9 +7,9 @@ import datetime
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.actions import Reason, ReasonCode
-from gateway.voucher_check import validate_document
-from gateway.voucher_xml import voucher_to_xml
+from gateway.workflow.actions import Reason, ReasonCode
+from gateway.vouchers.check import validate_document
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.agency_plans import (
     ALLOTTED, SUBJECTS, AgencyMix, Mix, allotments, allotments_csv, corrected, re_remittance,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from itertools import islice
 
-from adapters.amqp_intake import Backoff
+from adapters.amqp.intake import Backoff
 
 
 def test_the_bound_doubles_up_to_the_cap():

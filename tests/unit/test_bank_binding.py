@@ -1,5 +1,5 @@
-"""A bank report bound to exactly what was sent (gateway/bank_binding.py), and the facts a report adds to a line
-it does not move (gateway/bank_outcomes.py filled_facts), through the pure settlement (settle_report)."""
+"""A bank report bound to exactly what was sent (gateway/bank/binding.py), and the facts a report adds to a line
+it does not move (gateway/bank/outcomes.py filled_facts), through the pure settlement (settle_report)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bank_binding import ORIGINAL_MISMATCH, REFERENCE_UNKNOWN, line_problem, original_problems
-from gateway.bank_outcomes import BOOKING_CONFLICT_CODE, FACT_RULES, LineFacts, filled_facts, row
-from gateway.bank_payments import (BankOutcome, BankReport, LineState, OriginalBlock, OriginalMessage, OutcomeKind,
+from gateway.bank.binding import ORIGINAL_MISMATCH, REFERENCE_UNKNOWN, line_problem, original_problems
+from gateway.bank.outcomes import BOOKING_CONFLICT_CODE, FACT_RULES, LineFacts, filled_facts, row
+from gateway.bank.payments import (BankOutcome, BankReport, LineState, OriginalBlock, OriginalMessage, OutcomeKind,
                                    end_to_end_id)
-from gateway.bank_settlement import settle_report
-from gateway.bank_store import BankMessageRecord, PaymentRow, SentMessage
+from gateway.bank.settlement import settle_report
+from gateway.bank.store import BankMessageRecord, PaymentRow, SentMessage
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.problems import TITLES
@@ -192,7 +192,7 @@ def test_a_repeat_that_adds_nothing_writes_nothing() -> None:
 
 
 def _stored(row_: PaymentRow, change) -> PaymentRow:
-    """What the store's UPDATE makes of ``row_`` (adapters/sql_bank.py: given facts written, None kept)."""
+    """What the store's UPDATE makes of ``row_`` (adapters/storage/bank.py: given facts written, None kept)."""
     from dataclasses import replace
 
     return replace(row_, state=change.new, bank_reference=change.bank_reference or row_.bank_reference,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.bank_directory import CSV_HEADER, BankDirectory, Branch
+from gateway.vouchers.bank_directory import CSV_HEADER, BankDirectory, Branch
 
 
 def _raw_csv_rows() -> list[list[str]]:

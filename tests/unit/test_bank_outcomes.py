@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import bank_store
-from gateway.bank_outcomes import (CONFLICT_CODE, FINAL, MONEY_MOVES, ROWS, apply_outcome, money_held, money_move,
+from gateway.bank import store as bank_store
+from gateway.bank.outcomes import (CONFLICT_CODE, FINAL, MONEY_MOVES, ROWS, apply_outcome, money_held, money_move,
                                    row)
-from gateway.bank_payments import LineState, OutcomeKind
+from gateway.bank.payments import LineState, OutcomeKind
 from gateway.errors import Refusal
 from gateway.problems import TITLES
 

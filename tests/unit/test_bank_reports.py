@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.bank_outcomes import apply_outcome
-from gateway.bank_payments import BankOutcome, BankReport, LineState, OutcomeKind, UnmatchedItem, end_to_end_id
-from gateway.bank_report_writing import Booking, TxStatus, build_camt054, build_pain002, info_lines
-from gateway.bank_reports import (CAMT054, CAMT054_NS, GROUP_OUTCOMES, MAX_REASON_TEXT, PAIN002, PAIN002_NS,
+from gateway.bank.outcomes import apply_outcome
+from gateway.bank.payments import BankOutcome, BankReport, LineState, OutcomeKind, UnmatchedItem, end_to_end_id
+from gateway.bank.report_writing import Booking, TxStatus, build_camt054, build_pain002, info_lines
+from gateway.bank.reports import (CAMT054, CAMT054_NS, GROUP_OUTCOMES, MAX_REASON_TEXT, PAIN002, PAIN002_NS,
                                   TRANSACTION_OUTCOMES, read_camt054, read_pain002)
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.iso_codes import RETURN_REASONS, STATUS_REASONS, code_set
+from gateway.bank.iso_codes import RETURN_REASONS, STATUS_REASONS, code_set
 from gateway.problems import TITLES
-from gateway.schema_validation import schema_problems
-from gateway.xml_safety import parse_untrusted
+from gateway.xmlsec.validation import schema_problems
+from gateway.xmlsec.parsing import parse_untrusted
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "iso20022"
 PAIN_XSD, CAMT_XSD = "pain.002.001.10.xsd", "camt.054.001.08.xsd"
@@ -153,7 +153,7 @@ def test_transaction_details_come_first_then_groups_then_the_message() -> None:
 
 
 def settle(report: BankReport, lines: dict[str, str]) -> tuple[dict[str, LineState], dict[str, str | None], int]:
-    """A consumer in miniature (as gateway/bank_settlement.py): each outcome, in order, on the lines in its
+    """A consumer in miniature (as gateway/bank/settlement.py): each outcome, in order, on the lines in its
     scope; ``lines`` maps EndToEndId -> PmtInfId, all in message ORIGINAL. Returns states, the reason each
     line's first move carried, and how many conflicts were flagged."""
     states = dict.fromkeys(lines, LineState.PENDING)

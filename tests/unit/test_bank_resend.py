@@ -9,11 +9,11 @@ import hashlib
 
 import pytest
 
-from adapters.bank_commands import register, worker_settings
-from adapters.bank_worker import BankWorkerSettings
-from adapters.cli import CommandRegistry
-from gateway.bank_resend import RESEND_ACTION, RESEND_ACTOR, plan_resends
-from gateway.bank_store import UnansweredMessage
+from adapters.cli.bank import register, worker_settings
+from adapters.bank.worker import BankWorkerSettings
+from adapters.cli.main import CommandRegistry
+from gateway.bank.resend import RESEND_ACTION, RESEND_ACTOR, plan_resends
+from gateway.bank.store import UnansweredMessage
 
 NOW = datetime.datetime(2026, 3, 12, 9, 0, tzinfo=datetime.timezone.utc)
 HALF_HOUR = datetime.timedelta(minutes=30)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from gateway.budget import (
+from gateway.treasury.budget import (
     CSV_HEADER,
     MAX_AMOUNT,
     Allotment,
@@ -23,7 +23,7 @@ from gateway.budget import (
     parse_allotments,
 )
 from gateway.errors import Refusal
-from gateway.voucher_model import (
+from gateway.vouchers.model import (
     DocumentType,
     ObjectClass,
     PaymentMethod,

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.roles import Role
-from gateway.signing import sign_document
-from gateway.voucher_check import TAIPEI, check_signed_voucher
-from gateway.voucher_model import Voucher
-from gateway.voucher_xml import voucher_to_xml
+from gateway.trust.roles import Role
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.check import TAIPEI, check_signed_voucher
+from gateway.vouchers.model import Voucher
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.voucher_factory import VoucherFactory
 from tests.conftest import AGENCY_A, AGENCY_B, NOW
 

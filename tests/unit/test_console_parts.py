@@ -12,7 +12,7 @@ from adapters.console import html
 from adapters.console.identity import CsrfTokens, Viewer, cross_site
 from adapters.console.messages import LANGUAGES, keys, labels
 from adapters.console.voucher_form import build_voucher
-from gateway.bank_directory import BankDirectory
+from gateway.vouchers.bank_directory import BankDirectory
 from simulators.voucher_factory import VoucherFactory
 
 TODAY = datetime.date(2026, 11, 27)

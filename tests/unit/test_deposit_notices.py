@@ -1,4 +1,4 @@
-"""The pure deposit notice core (gateway/deposit_notices.py): the text, escaping, masking, backoff, SMTP answers."""
+"""The pure deposit notice core (gateway/notices/content.py): the text, escaping, masking, backoff, SMTP answers."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.deposit_notices import (Channel, DepositNotice, NoticeState, NoticeTarget, Result, RetryPolicy,
+from gateway.notices.content import (Channel, DepositNotice, NoticeState, NoticeTarget, Result, RetryPolicy,
                                      after_attempt, classify_smtp, compose, fax_digits, format_ntd, mask_account,
                                      message_id, outcome_detail, roc_date)
-from gateway.queue_events import event_of
+from gateway.workflow.queue_events import event_of
 from gateway.store import AuditEntry, AuditEvent
-from gateway.voucher_model import Notice, NoticeChannel
+from gateway.vouchers.model import Notice, NoticeChannel
 
 AT = datetime.datetime(2026, 11, 27, 8, 0, tzinfo=datetime.timezone.utc)
 
@@ -144,7 +144,7 @@ def test_only_final_outcomes_reach_the_history_and_never_as_a_voucher_status():
     detail = outcome_detail(n, outcome, message_id="<m>")
     assert detail == {"line": 2, "end_to_end_id": n.end_to_end_id, "channel": "email", "notice_state": "bounced",
                       "attempts": 1, "message_id": "<m>", "reply": "550 no such user"}
-    # the event publisher must not read it as the voucher moving (gateway/queue_events.py)
+    # the event publisher must not read it as the voucher moving (gateway/workflow/queue_events.py)
     entry = AuditEntry(7, AuditEvent(AT, "system:deposit-notices", "notice.bounced", n.subject, None, detail),
                        "0" * 64, "1" * 64)
     assert event_of(entry) is None

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.identifiers import (
+from gateway.vouchers.identifiers import (
     BUSINESS_ID_MOD5_FROM,
     business_id_check_digit,
     identify,

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.intake import (CORRECTION_RULES, Accept, Conflict, Duplicate, PriorRevision, RevisionNotAccepted,
+from gateway.intake.decision import (CORRECTION_RULES, Accept, Conflict, Duplicate, PriorRevision, RevisionNotAccepted,
                             Submission, decide_intake)
-from gateway.roles import Role
-from gateway.voucher_check import TAIPEI, check_signed_voucher
-from gateway.voucher_model import VoucherRef
+from gateway.trust.roles import Role
+from gateway.vouchers.check import TAIPEI, check_signed_voucher
+from gateway.vouchers.model import VoucherRef
 from tests.conftest import AGENCY_A, NOW
 
 VOUCHER = VoucherRef(AGENCY_A, 115, "0001000001", 1)

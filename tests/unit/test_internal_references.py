@@ -8,9 +8,9 @@ import pytest
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.roles import Role
-from gateway.signature_profile import NSMAP
-from gateway.voucher_check import check_signed_voucher
+from gateway.trust.roles import Role
+from gateway.xmlsec.profile import NSMAP
+from gateway.vouchers.check import check_signed_voucher
 
 from ..conftest import AGENCY_A, NOW
 

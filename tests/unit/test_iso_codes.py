@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import iso_codes
-from gateway.bank_reports import GROUP_OUTCOMES, TRANSACTION_OUTCOMES
-from gateway.iso_codes import (CODE_SETS, GROUP_STATUSES, RETURN_REASONS, STATUS_REASONS, TRANSACTION_STATUSES,
+from gateway.bank import iso_codes
+from gateway.bank.reports import GROUP_OUTCOMES, TRANSACTION_OUTCOMES
+from gateway.bank.iso_codes import (CODE_SETS, GROUP_STATUSES, RETURN_REASONS, STATUS_REASONS, TRANSACTION_STATUSES,
                                code_set, describe_reason, reason_definition, reason_name, return_reason_definition,
                                return_reason_name, status_definition, status_name)
 
-DATA = Path(iso_codes.__file__).parent / "data"
+DATA = Path(iso_codes.__file__).parents[1] / "data"
 
 
 def test_every_code_set_is_complete() -> None:

@@ -1,4 +1,4 @@
-"""docs/operations.md keeps up with the code: every setting of ``vgw serve`` (adapters/settings.py) has its
+"""docs/operations.md keeps up with the code: every setting of ``vgw serve`` (adapters/serve/settings.py) has its
 row in the configuration reference with its environment variable and default, every option of ``vgw serve``
 is listed, and every Prometheus series the code defines is in "Metrics and alerts". A setting, option or
 metric added without its line in the operations manual fails here, naming it."""
@@ -9,8 +9,8 @@ import argparse
 import re
 from pathlib import Path
 
-from adapters.serve_command import add_serve_arguments
-from adapters.settings import SETTINGS
+from adapters.serve.command import add_serve_arguments
+from adapters.serve.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs/operations.md").read_text(encoding="utf-8")

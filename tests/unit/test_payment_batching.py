@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bank_payments import MAX_ISO_ID
-from gateway.payment_batching import (MAX_GROUPS_PER_MESSAGE, PaymentGroup, TransferPlan, message_id_for,
+from gateway.bank.payments import MAX_ISO_ID
+from gateway.bank.batching import (MAX_GROUPS_PER_MESSAGE, PaymentGroup, TransferPlan, message_id_for,
                                       payment_info_id_for, plan_transfers)
 from tests.unit.payment_samples import EXECUTION_DATE, METHODS, payment, payments
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from gateway.queue_events import QueueEvent, event_of, revision_of
-from gateway.roles import TREASURY_AGENCY
+from gateway.workflow.queue_events import QueueEvent, event_of, revision_of
+from gateway.trust.roles import TREASURY_AGENCY
 from gateway.store import AuditEntry, AuditEvent
-from gateway.workflow import Status
+from gateway.workflow.transitions import Status
 
 AT = datetime.datetime(2026, 3, 2, 1, 0, 0, 250000, tzinfo=datetime.timezone.utc)
 VOUCHER = "379000001A-115-0001000001"

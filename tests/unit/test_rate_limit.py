@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.rate_limit import AgencyRateLimiter, RateLimit
+from adapters.http.rate_limit import AgencyRateLimiter, RateLimit
 
 
 class FakeClock:
@@ -44,7 +44,7 @@ def test_a_rate_of_zero_turns_limiting_off_and_nonsense_is_refused():
 
 
 def test_settings_come_from_the_environment_and_a_bad_value_names_its_variable():
-    from adapters.api_settings import ApiSettings
+    from adapters.http.settings import ApiSettings
 
     settings = ApiSettings.from_environ({"VGW_LIMITS_RATE": "2.5", "VGW_LIMITS_BURST": "7",
                                          "VGW_METRICS_LISTEN": "127.0.0.1:9100"})

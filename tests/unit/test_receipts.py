@@ -15,15 +15,15 @@ import pytest
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.receipts import (NS, Receipt, build_receipt, new_receipt_id, read_receipt, receipt_element,
+from gateway.intake.receipts import (NS, Receipt, build_receipt, new_receipt_id, read_receipt, receipt_element,
                               receipt_xml, sign_receipt, verify_receipt)
-from gateway.roles import Role
-from gateway.schema_validation import schema_problems
-from gateway.signing import sign_document
-from gateway.voucher_check import TAIPEI, check_signed_voucher
-from gateway.voucher_model import VoucherRef
-from gateway.voucher_xml import voucher_to_xml
-from gateway.xml_safety import parse_untrusted
+from gateway.trust.roles import Role
+from gateway.xmlsec.validation import schema_problems
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.check import TAIPEI, check_signed_voucher
+from gateway.vouchers.model import VoucherRef
+from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.parsing import parse_untrusted
 from tests.conftest import AGENCY_A, NOW
 
 RECEIVED_AT = NOW + datetime.timedelta(seconds=1, microseconds=250_000)

@@ -18,7 +18,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc2560, rfc5280
 
-from gateway.revocation import (RevocationEvidenceError, RevocationStatus, check_crl_authentic, evaluate_crl,
+from gateway.trust.revocation import (RevocationEvidenceError, RevocationStatus, check_crl_authentic, evaluate_crl,
                                 evaluate_ocsp)
 from simulators.pki.authority import CertificateAuthority, IssueOptions, Profile, name, new_key
 

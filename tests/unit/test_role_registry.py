@@ -6,10 +6,10 @@ import datetime
 
 import pytest
 
-from gateway.certificates import CertificateIdentity
+from gateway.trust.certificates import CertificateIdentity
 from gateway.errors import Refusal
-from gateway.role_registry import GrantKind, RegistryError, RoleRegistry
-from gateway.roles import Role
+from gateway.trust.registry import GrantKind, RegistryError, RoleRegistry
+from gateway.trust.roles import Role
 
 T0 = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
 DAY = datetime.timedelta(days=1)

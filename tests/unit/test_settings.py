@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.settings import SettingsError, load_settings
+from adapters.serve.settings import SettingsError, load_settings
 
 
 def _config(tmp_path: Path, text: str) -> Path:
@@ -62,7 +62,7 @@ def test_without_pki_the_trust_files_are_required():
 
 
 def test_the_bank_exchange_in_serve_needs_a_bank_link_and_the_banks_certificate(tmp_path):
-    from adapters.serve_command import bank_exchange_problem
+    from adapters.serve.command import bank_exchange_problem
 
     (tmp_path / "bank").mkdir()
     s = load_settings(None, {"VGW_BANK_EXCHANGE": "true"}, {"pki": tmp_path})

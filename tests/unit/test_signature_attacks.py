@@ -27,14 +27,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.role_registry import GrantKind, RoleRegistry
-from gateway.roles import Role
-from gateway.signature_profile import check_signature_shape
-from gateway.signature_verification import verify_enveloped
-from gateway.signing import sign_document
-from gateway.voucher_check import TAIPEI, VerifiedVoucher, check_signed_voucher
-from gateway.voucher_xml import voucher_to_xml
-from gateway.xml_safety import parse_untrusted
+from gateway.trust.registry import GrantKind, RoleRegistry
+from gateway.trust.roles import Role
+from gateway.xmlsec.profile import check_signature_shape
+from gateway.xmlsec.verification import verify_enveloped
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.check import TAIPEI, VerifiedVoucher, check_signed_voucher
+from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.parsing import parse_untrusted
 from simulators.pki.authority import CertificateAuthority, IssueOptions, Profile, name, new_key
 from simulators.pki.layout import INTERMEDIATE_SUBJECT, load_authority
 from tests.conftest import AGENCY_A, AGENCY_B, NOW

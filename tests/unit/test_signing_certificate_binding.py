@@ -12,10 +12,10 @@ from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.xades import XAdESSigner
 
 from gateway.errors import Refusal
-from gateway.roles import Role
-from gateway.signing import sign_document
-from gateway.voucher_check import check_signed_voucher
-from gateway.voucher_xml import voucher_element
+from gateway.trust.roles import Role
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.check import check_signed_voucher
+from gateway.vouchers.xml_mapping import voucher_element
 
 from ..conftest import AGENCY_A, NOW
 

@@ -1,4 +1,4 @@
-"""Signing in place (:func:`gateway.signing.sign_owned_element`) gives the very signature signing a copy gives.
+"""Signing in place (:func:`gateway.xmlsec.signing.sign_owned_element`) gives the very signature signing a copy gives.
 
 signxml names the parts of a signature with random tokens (``SignXMLSignature…`` Ids), and ECDSA signatures are
 randomised, so the comparisons fix signxml's tokens and sign with an RSA key (PKCS #1 v1.5 is deterministic):
@@ -19,12 +19,12 @@ from lxml import etree
 from signxml.processor import XMLProcessor
 from signxml.xades import XAdESSignatureConfiguration, XAdESSigner, XAdESVerifier
 
-from gateway.bank_envelope import envelope_element, open_sealed, seal
-from gateway.pain001 import build_pain001
-from gateway.payment_batching import plan_transfers
-from gateway.signature_verification import verify_enveloped
-from gateway.signing import sign_document, sign_element, sign_owned_element
-from gateway.xml_safety import hardened_parser, parse_untrusted
+from gateway.bank.envelope import envelope_element, open_sealed, seal
+from gateway.bank.pain001 import build_pain001
+from gateway.bank.batching import plan_transfers
+from gateway.xmlsec.verification import verify_enveloped
+from gateway.xmlsec.signing import sign_document, sign_element, sign_owned_element
+from gateway.xmlsec.parsing import hardened_parser, parse_untrusted
 from tests.conftest import NOW
 from tests.unit.payment_samples import payments
 

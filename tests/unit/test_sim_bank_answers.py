@@ -3,8 +3,8 @@ settlement in process (ACSP) before the booking, and the same answer again for a
 
 from __future__ import annotations
 
-from gateway.bank_payments import OutcomeKind
-from gateway.pain001 import NS as PAIN001_NS
+from gateway.bank.payments import OutcomeKind
+from gateway.bank.pain001 import NS as PAIN001_NS
 from simulators.bank_faults import BankFaults
 from tests.unit.payment_samples import payments
 from tests.unit.sim_bank_samples import make_bank, read, statuses, transfer
@@ -84,10 +84,10 @@ def test_without_a_settlement_delay_the_status_report_says_settled(pki):
 
 
 def test_every_status_and_booking_names_the_message_and_block_its_payment_was_sent_in(pki):
-    """What the gateway binds a report by (gateway/bank_binding.py): the simulated bank echoes the real
+    """What the gateway binds a report by (gateway/bank/binding.py): the simulated bank echoes the real
     OrgnlPmtInfId (not the MsgId where the block id belongs) and names message and block in each booking."""
-    from gateway.pain001 import read_pain001
-    from gateway.xml_safety import parse_untrusted
+    from gateway.bank.pain001 import read_pain001
+    from gateway.xmlsec.parsing import parse_untrusted
 
     bank = make_bank(pki, return_rate=0.5)
     sent = payments(12)

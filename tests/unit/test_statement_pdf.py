@@ -1,4 +1,4 @@
-"""The PDF statement (adapters/statement_pdf.py) read back with pypdf: the Chinese title, payees, amounts and
+"""The PDF statement (adapters/statements/pdf.py) read back with pypdf: the Chinese title, payees, amounts and
 totals are there as text, the CJK font is embedded, every page repeats the column header and says
 第 N 頁 / 共 M 頁, and long statements grow pages, not errors."""
 
@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from adapters.cjk_font import FALLBACK_CID_FONT, find_and_register
-from adapters.statement_pdf import TITLE, amount_text, font_coverage, printable, statement_pdf
-from gateway.bank_payments import LineState
-from gateway.statements import Period, StatementLine, build_statement
+from adapters.statements.cjk_font import FALLBACK_CID_FONT, find_and_register
+from adapters.statements.pdf import TITLE, amount_text, font_coverage, printable, statement_pdf
+from gateway.bank.payments import LineState
+from gateway.statements.lines import Period, StatementLine, build_statement
 
 D = datetime.date
 AT = datetime.datetime(2026, 11, 27, 3, 0, tzinfo=datetime.timezone.utc)

@@ -1,4 +1,4 @@
-"""Statements (gateway/statements.py, statement_csv.py, camt053.py) and the statement query string."""
+"""Statements (gateway/statements/lines.py, statement_csv.py, camt053.py) and the statement query string."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from adapters.query_params import parse_statement_query
-from gateway.bank_payments import LineState
-from gateway.camt053 import NS, camt053_bytes
+from adapters.http.query_params import parse_statement_query
+from gateway.bank.payments import LineState
+from gateway.statements.camt053 import NS, camt053_bytes
 from gateway.errors import Refusal
-from gateway.statement_csv import BOM, HEADER, TRAILER, statement_csv
-from gateway.statements import EntryKind, Period, StatementLine, build_statement, opening_total, roc_date
+from gateway.statements.csv_export import BOM, HEADER, TRAILER, statement_csv
+from gateway.statements.lines import EntryKind, Period, StatementLine, build_statement, opening_total, roc_date
 
 D = datetime.date
 AT = datetime.datetime(2026, 11, 27, 3, 0, tzinfo=datetime.timezone.utc)

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.bank_directory import BankDirectory
-from gateway.business_rules import roc_year
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.rules import roc_year
 from gateway.errors import Refusal
-from gateway.identifiers import is_valid_national_id, make_national_id
-from gateway.roles import Role
-from gateway.signing import sign_document
-from gateway.voucher_check import TAIPEI, check_signed_voucher, validate_document
-from gateway.voucher_model import (
+from gateway.vouchers.identifiers import is_valid_national_id, make_national_id
+from gateway.trust.roles import Role
+from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.check import TAIPEI, check_signed_voucher, validate_document
+from gateway.vouchers.model import (
     DocumentType,
     Notice,
     NoticeChannel,
@@ -32,7 +32,7 @@ from gateway.voucher_model import (
     Voucher,
     VoucherRef,
 )
-from gateway.voucher_xml import voucher_to_xml
+from gateway.vouchers.xml_mapping import voucher_to_xml
 from simulators.voucher_factory import VoucherFactory
 from tests.conftest import AGENCY_A, AGENCY_B, NOW
 

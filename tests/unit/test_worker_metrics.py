@@ -8,7 +8,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.python.threadpool import ThreadPool
 
-from adapters.http_metrics import HttpMetrics
+from adapters.http.metrics import HttpMetrics
 
 
 def sample(metrics: HttpMetrics, name: str) -> float:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import Refusal
-from gateway.voucher_model import Urgency
-from gateway.working_days import (
+from gateway.vouchers.model import Urgency
+from gateway.workflow.working_days import (
     CSV_HEADER,
     DEFAULT_CUTOFF,
     DateOutsideCalendar,
@@ -229,7 +229,7 @@ def test_a_control_character_in_a_name_is_refused() -> None:
 
 
 def test_the_constructor_checks_entries_too() -> None:
-    from gateway.working_days import CalendarEntry
+    from gateway.workflow.working_days import CalendarEntry
     with pytest.raises(ValueError):
         WorkingDayCalendar([CalendarEntry(D(2026, 3, 4), DayKind.WORKDAY, "a Wednesday")])
     with pytest.raises(ValueError):

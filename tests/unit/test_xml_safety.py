@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.xml_safety import DEFAULT_LIMITS, XmlLimits, parse_untrusted
+from gateway.xmlsec.parsing import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 
 ATTACKS = Path(__file__).resolve().parent.parent / "data" / "attacks"
 NS = "urn:taipei:treasury:voucher:1"

@@ -1,0 +1,1 @@
+"""Sending deposit notices: the worker, e-mail (SMTP), fax, postal letters, their setup and status."""

@@ -1,0 +1,1 @@
+"""``vgw demo``: the whole system on one machine, its probes, signatures, evidence and report."""
