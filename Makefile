@@ -20,10 +20,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vgw demo
 
-# The architecture contracts (import-linter, pyproject.toml) first; then installs and starts RabbitMQ and
-# PostgreSQL on loopback (temporary data dirs), runs the whole suite, stops them.
+# The architecture contracts (import-linter) and the lint (ruff), both configured in pyproject.toml, first; then
+# installs and starts RabbitMQ and PostgreSQL on loopback (temporary data dirs), runs the whole suite, stops them.
 test: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	scripts/with-test-services $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (JSON). Long soaks go here too, never into `make test`.

@@ -33,19 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.workflow.actions import Action, Decision, action_element
+from adapters.command_line import CliError
+from adapters.pki_manifest import read_pki_manifest
 from gateway.bank.payments import end_to_end_id
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.model import Voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.workflow.actions import Action, Decision, action_element
 from gateway.workflow.transitions import Actor
-
-from adapters.pki_manifest import read_pki_manifest
-
+from gateway.xmlsec.signing import sign_document
 from simulators.agency_plans import STAGES, AgencyMix, Mix, Plan, corrected, re_remittance
 from simulators.mtls_load import Connection
 from simulators.pki.layout import load_cert, load_key
-from adapters.command_line import CliError
 
 WAITING = frozenset({"released", "held", "treasury-accepted", "batched"})
 """Statuses after release in which the agency can only wait (held: a treasury operator decides)."""
@@ -584,7 +582,6 @@ def format_report(d: dict) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     import sys
-
 
     from simulators.agency_plans import allotments_csv
 

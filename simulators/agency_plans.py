@@ -17,12 +17,11 @@ import datetime
 import random
 from dataclasses import dataclass, replace
 
-from gateway.workflow.actions import Reason, ReasonCode
 from gateway.vouchers.bank_directory import BankDirectory
-from gateway.vouchers.rules import roc_year
 from gateway.vouchers.model import PayeeLine, Urgency, Voucher
+from gateway.vouchers.rules import roc_year
+from gateway.workflow.actions import Reason, ReasonCode
 from gateway.workflow.transitions import Actor
-
 from simulators.voucher_factory import VoucherFactory
 
 STAGES = (Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER)

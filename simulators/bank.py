@@ -48,14 +48,13 @@ from twisted.internet.threads import deferToThread
 
 from adapters.bank.transport import ACK, DEAD, RETRY
 from gateway.bank.envelope import open_sealed, seal
+from gateway.bank.pain001 import read_pain001
 from gateway.bank.report_writing import build_camt054, build_pain002
 from gateway.bank.reports import PAIN002_NS
 from gateway.bank.settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING, TRANSFER_TYPE
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.bank.pain001 import read_pain001
 from gateway.xmlsec.signing import SignerKey
-
 from simulators.bank_accounts import RETURN_REASONS, AccountLedger, PayeeAccount
 from simulators.bank_faults import REORDER_HOLD_SECONDS, BankFaults
 

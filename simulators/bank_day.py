@@ -15,12 +15,11 @@ import datetime
 import hashlib
 import random
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.treasury.budget import Allotment
 from gateway.store import AuditEvent, BudgetOp, IntakeRecord, StatusChange, WorkflowWrite
+from gateway.treasury.budget import Allotment
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.model import Voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
-
 from simulators.voucher_factory import VoucherFactory
 
 PAYROLL_SHARE = 0.6

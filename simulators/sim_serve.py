@@ -18,12 +18,12 @@ import argparse
 import datetime
 import json
 from pathlib import Path
+
 from adapters.command_line import CliError
 
 
 def _run(args: argparse.Namespace) -> int:
     from adapters.serve.command import bank_exchange_problem, run_gateway, settings_from_args
-
     from simulators.bank import bank_from_args
 
     if args.bank_amqp:

@@ -10,8 +10,8 @@ import datetime
 import random
 from dataclasses import replace
 
+from adapters.command_line import CliError
 from gateway.vouchers.bank_directory import BankDirectory
-from gateway.vouchers.rules import roc_year
 from gateway.vouchers.identifiers import make_business_id, make_national_id, make_resident_id
 from gateway.vouchers.model import (
     DocumentType,
@@ -25,9 +25,8 @@ from gateway.vouchers.model import (
     Urgency,
     Voucher,
 )
-
+from gateway.vouchers.rules import roc_year
 from simulators.names import ID_LETTERS, person_name
-from adapters.command_line import CliError
 
 COMPANIES = ("大同資訊股份有限公司", "信義營造有限公司", "中山文具行", "北投清潔服務社", "士林印刷股份有限公司",
              "內湖科技股份有限公司", "萬華餐飲有限公司", "松山交通事業股份有限公司")

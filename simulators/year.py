@@ -25,15 +25,23 @@ import time
 import uuid
 from pathlib import Path
 
+from adapters.command_line import CliError
 from adapters.pki_manifest import read_pki_manifest
-
 from simulators.agency import AgencySimulator
 from simulators.agency_plans import Mix, allotments
-from simulators.demo.run import BANK_TIMING, BankProcess, audit_json, fresh_sqlite, last_json_line, ledger_tally
-from simulators.demo.run import load_allotments, open_vouchers, work_folder
+from simulators.demo.run import (
+    BANK_TIMING,
+    BankProcess,
+    audit_json,
+    fresh_sqlite,
+    last_json_line,
+    ledger_tally,
+    load_allotments,
+    open_vouchers,
+    work_folder,
+)
 from simulators.pki.layout import init_pki
 from simulators.served_gateway import ServedGateway
-from adapters.command_line import CliError
 
 YEAR_VOUCHERS = 150_000
 YEAR_PAYMENTS = 630_000

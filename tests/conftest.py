@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.trust.platform import CertificatePlatform
 from gateway.trust.certificates import TrustStore
-from gateway.trust.revocation import RevocationChecker
+from gateway.trust.platform import CertificatePlatform
 from gateway.trust.registry import RoleRegistry
-from gateway.xmlsec.signing import sign_document
+from gateway.trust.revocation import RevocationChecker
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 from simulators.voucher_factory import VoucherFactory
 

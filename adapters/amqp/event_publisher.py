@@ -39,10 +39,9 @@ import pika.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.logger import Logger
 
-from gateway.workflow.queue_events import QueueEvent, event_of
-from gateway.store import StoreError, VoucherStore
-
 from adapters.amqp.thread import AmqpThread, Backoff, Session
+from gateway.store import StoreError, VoucherStore
+from gateway.workflow.queue_events import QueueEvent, event_of
 
 log = Logger(namespace="vgw.event_publisher")
 

@@ -68,11 +68,10 @@ import pika.exceptions
 from prometheus_client import CollectorRegistry
 from twisted.logger import Logger
 
-from gateway.errors import Refusal
-
 from adapters.amqp.thread import AmqpThread, Backoff, Session
-from adapters.http.site import DEFAULT_MAX_BODY, Answer, internal_error
 from adapters.http.metrics import AmqpMetrics
+from adapters.http.site import DEFAULT_MAX_BODY, Answer, internal_error
+from gateway.errors import Refusal
 
 log = Logger(namespace="vgw.amqp_intake")
 

@@ -83,10 +83,10 @@ class AmqpThread(abc.ABC):
     def _serve(self, session: Session) -> None:
         """Work on ``session`` until ``_stopping`` is set; raise pika's errors when the connection drops."""
 
-    def _on_connected(self) -> None:
+    def _on_connected(self) -> None:  # noqa: B027 - a hook a subclass may fill; nothing to do by default
         """Metrics to set once connected (before ``connected`` turns true)."""
 
-    def _on_disconnected(self) -> None:
+    def _on_disconnected(self) -> None:  # noqa: B027 - a hook a subclass may fill; nothing to do by default
         """Metrics to set once disconnected (before ``connected`` turns false)."""
 
     def _log_fields(self) -> dict:

@@ -49,9 +49,23 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from adapters.amqp.thread import Backoff
-from adapters.bank.transport import (ACK, DEAD, PREFETCH, RETRY, WINDOW_BYTES, WINDOW_MESSAGES, BankTopology, Handler,
-                             IBankTransport, PublishWindow, Tally, TransportLost, TransportRefused, TransportStats,
-                             verdict_of)
+from adapters.bank.transport import (
+    ACK,
+    DEAD,
+    PREFETCH,
+    RETRY,
+    WINDOW_BYTES,
+    WINDOW_MESSAGES,
+    BankTopology,
+    Handler,
+    IBankTransport,
+    PublishWindow,
+    Tally,
+    TransportLost,
+    TransportRefused,
+    TransportStats,
+    verdict_of,
+)
 
 log = Logger(namespace="vgw.bank_amqp")
 

@@ -27,6 +27,7 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from adapters.clock import utc_now
 from gateway.bank.envelope import BANK_LIMITS, open_sealed
 from gateway.bank.reports import read_camt054, read_pain002
 from gateway.bank.settlement import (
@@ -47,8 +48,6 @@ from gateway.vouchers.xml_mapping import read_stored_voucher
 from gateway.workflow.transitions import Status
 from gateway.workflow.working_days import DateOutsideCalendar, WorkingDayCalendar
 from gateway.xmlsec.parsing import XmlLimits
-
-from adapters.clock import utc_now
 
 log = Logger(namespace="vgw.bank")
 

@@ -28,11 +28,10 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from gateway.bank.resend import plan_resends
-from gateway.bank.settlement import SigningIdentity
-
 from adapters.bank.exchange import DEFAULT_MAX_PER_MESSAGE, BankBatcher, OutboxRelay, ReportIntake
 from adapters.clock import utc_now
+from gateway.bank.resend import plan_resends
+from gateway.bank.settlement import SigningIdentity
 
 log = Logger(namespace="vgw.bank")
 

@@ -23,17 +23,17 @@ from urllib.parse import quote, urlsplit
 
 from lxml import etree
 
-from gateway.workflow.actions import ACTION_STAGES, NS as ACTION_NS, Action, Decision, Reason, ReasonCode, action_element
+from adapters.cli.voucher import load_signing_material, read_input
+from adapters.clock import utc_now
+from adapters.command_line import CliError
+from adapters.pki_manifest import read_pki_manifest
 from gateway.errors import Refusal
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import read_voucher
+from gateway.workflow.actions import ACTION_STAGES, Action, Decision, Reason, ReasonCode, action_element
+from gateway.workflow.actions import NS as ACTION_NS
 from gateway.workflow.transitions import Actor
 from gateway.xmlsec.parsing import parse_untrusted
-
-from adapters.clock import utc_now
-from adapters.pki_manifest import read_pki_manifest
-from adapters.cli.voucher import load_signing_material, read_input
-from adapters.command_line import CliError
+from gateway.xmlsec.signing import sign_document
 
 _VOUCHER_ID = re.compile(r"[0-9]{9}[A-Z0-9]-[0-9]{3}-[0-9A-Z]{1,12}\Z")
 

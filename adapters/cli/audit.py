@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from adapters.cli.existing_store import open_existing_store
+from adapters.command_line import CliError
+from adapters.storage.factory import STORE_URL_HELP
 from gateway.audit import ChainReport, ChainVerifier
 from gateway.reconciliation import reconcile
 from gateway.store import StoreError, UnreadableAuditEntry
-
-from adapters.cli.existing_store import open_existing_store
-from adapters.command_line import CliError
 
 PAGE = 1000
 
@@ -87,11 +87,11 @@ def register(registry) -> None:
     p = registry.command("audit", "verify", help="check the audit log's hash chain; report the first broken link",
                          handler=_verify, group_help="inspect the audit log")
     p.add_argument("--store", required=True, metavar="URL",
-                   help="store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+                   help=STORE_URL_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     r = registry.command("audit", "reconcile", handler=_reconcile,
                          help="prove the store's money adds up: vouchers = lines = sent = paid + returned + pending, "
                               "no EndToEndId twice, budgets consistent; exit 1 with the first discrepancy")
     r.add_argument("--store", required=True, metavar="URL",
-                   help="store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+                   help=STORE_URL_HELP)
     r.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -27,16 +27,15 @@ def worker_settings(args: argparse.Namespace) -> BankWorkerSettings:
 
 def _run(args: argparse.Namespace) -> int:
     import pika
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     from twisted.internet import reactor
 
-    from gateway.bank.settlement import SigningIdentity
-    from gateway.bank.pain001 import TAIPEI_TREASURY
     from adapters.bank.amqp_transport import AmqpBankTransport
     from adapters.bank.transport import BankTopology
     from adapters.storage.factory import open_store
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from gateway.bank.pain001 import TAIPEI_TREASURY
+    from gateway.bank.settlement import SigningIdentity
 
     pki = Path(args.pki)
     try:
@@ -85,10 +84,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resend(args: argparse.Namespace) -> int:
-    from gateway.store import AuditEvent
-
     from adapters.cli.existing_store import open_existing_store
     from adapters.clock import utc_now
+    from gateway.store import AuditEvent
 
     store = open_existing_store(args.store)
     try:

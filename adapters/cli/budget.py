@@ -13,14 +13,13 @@ import getpass
 import hashlib
 import json
 
-from gateway.treasury.budget import parse_allotments
+from adapters.cli.voucher import read_input
+from adapters.clock import utc_now
+from adapters.command_line import CliError
+from adapters.storage.factory import STORE_URL_HELP, open_store
 from gateway.errors import Refusal
 from gateway.store import AuditEvent, StoreError
-
-from adapters.clock import utc_now
-from adapters.storage.factory import open_store
-from adapters.cli.voucher import read_input
-from adapters.command_line import CliError
+from gateway.treasury.budget import parse_allotments
 
 
 def _open(url: str):
@@ -80,7 +79,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def register(registry) -> None:
     group_help = "allotted budgets (歲出分配預算) the treasury checks releases against"
-    store_help = "store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+    store_help = STORE_URL_HELP
     p = registry.command("budget", "load", help="load an allotment CSV (all lines or none)", handler=_load,
                          group_help=group_help)
     p.add_argument("--store", required=True, metavar="URL", help=store_help)

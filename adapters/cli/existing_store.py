@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.store import StoreError
-
-from adapters.storage.migrations import SchemaTooNew
-from adapters.storage.factory import open_store, sqlite_path
 from adapters.command_line import CliError
+from adapters.storage.factory import open_store, sqlite_path
+from adapters.storage.migrations import SchemaTooNew
+from gateway.store import StoreError
 
 
 def open_existing_store(url: str):

@@ -13,13 +13,13 @@ import datetime
 import json
 from pathlib import Path
 
-from gateway.vouchers.bank_directory import BankDirectory
+from adapters.cli.existing_store import open_existing_store
+from adapters.clock import utc_now
+from adapters.command_line import CliError
+from adapters.storage.factory import STORE_URL_HELP
 from gateway.notices.content import NoticeState
 from gateway.store import utc_text
-
-from adapters.clock import utc_now
-from adapters.cli.existing_store import open_existing_store
-from adapters.command_line import CliError
+from gateway.vouchers.bank_directory import BankDirectory
 
 
 def _item(row) -> dict:
@@ -56,8 +56,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _letters(args: argparse.Namespace) -> int:
-    from adapters.statements.cjk_font import cjk_font_name
     from adapters.notices.letters import write_letters
+    from adapters.statements.cjk_font import cjk_font_name
 
     try:
         day = datetime.date.fromisoformat(args.date) if args.date else None
@@ -83,7 +83,7 @@ def _letters(args: argparse.Namespace) -> int:
 
 def register(registry) -> None:
     group_help = "deposit notices (入戶通知) told to payees when their payment is booked"
-    store_help = "store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+    store_help = STORE_URL_HELP
     p = registry.command("notices", "list", help="where deposit notices stand", handler=_list,
                          group_help=group_help)
     p.add_argument("--store", required=True, metavar="URL", help=store_help)

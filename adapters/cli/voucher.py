@@ -11,15 +11,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.errors import Refusal
-from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
-from gateway.vouchers.check import check_signed_voucher, validate_document
-
-from adapters.serve.bootstrap import ConfigError, PlatformConfig, build_platform
 from adapters.clock import taipei_today, utc_now
 from adapters.command_line import CliError
+from adapters.serve.bootstrap import ConfigError, PlatformConfig, build_platform
+from gateway.errors import Refusal
+from gateway.trust.roles import Role
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.check import check_signed_voucher, validate_document
+from gateway.xmlsec.signing import sign_document
 
 
 def read_input(name: str) -> bytes:

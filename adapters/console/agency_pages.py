@@ -7,16 +7,15 @@ from __future__ import annotations
 import datetime
 from urllib.parse import quote
 
-from gateway.business_time import TAIPEI
-from gateway.errors import Refusal
-from gateway.bank.iso_codes import describe_reason
-from gateway.vouchers.xml_mapping import read_stored_voucher
-from gateway.workflow.transitions import QUEUE_OF, Actor, Status
-
 from adapters.console.html import Markup, field, link, money, select, table
 from adapters.console.reads import decode, encode
 from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
 from adapters.console.voucher_form import CHOICES, FORM_LINES, HEADER_FIELDS, LINE_FIELDS, build_voucher, line_field
+from gateway.bank.iso_codes import describe_reason
+from gateway.business_time import TAIPEI
+from gateway.errors import Refusal
+from gateway.vouchers.xml_mapping import read_stored_voucher
+from gateway.workflow.transitions import QUEUE_OF, Actor, Status
 
 AGENCY_QUEUES = ("reviewer", "accountant", "head", "releaser", "preparer")
 

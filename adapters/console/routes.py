@@ -19,13 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.errors import Refusal
-from gateway.store import StoreError
-
-from adapters.http.client_identity import agency_of_client
 from adapters.clock import utc_now
-from adapters.http.tls import peer_certificate
 from adapters.console import html
 from adapters.console.agency_pages import AgencyPages
 from adapters.console.html import Markup
@@ -34,6 +28,11 @@ from adapters.console.messages import DEFAULT_LANGUAGE, LANGUAGES, labels
 from adapters.console.reads import ConsoleReads
 from adapters.console.treasury_pages import TreasuryPages
 from adapters.console.view import Reply, View, plain, texts
+from adapters.http.client_identity import agency_of_client
+from adapters.http.tls import peer_certificate
+from gateway.errors import Refusal
+from gateway.store import StoreError
+from gateway.vouchers.bank_directory import BankDirectory
 
 log = Logger(namespace="vgw.console")
 

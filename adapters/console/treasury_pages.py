@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime
 from urllib.parse import quote
 
+from adapters.console.html import Markup, field, link, money, table
+from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.store import AuditEvent, utc_text
-
-from adapters.console.html import Markup, field, link, money, table
-from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
 
 
 class TreasuryPages:

@@ -7,12 +7,11 @@ import dataclasses
 import datetime
 import re
 
-from gateway.business_time import TAIPEI
-from gateway.errors import Refusal
-
 from adapters.console import html
 from adapters.console.html import Markup
 from adapters.console.identity import Viewer
+from gateway.business_time import TAIPEI
+from gateway.errors import Refusal
 
 PAGE = 50
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.vouchers.rules import voucher_problems
 from gateway.errors import Problem
-from gateway.xmlsec.validation import schema_problems
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.model import (
     DocumentType,
     ObjectClass,
@@ -29,7 +27,9 @@ from gateway.vouchers.model import (
     Urgency,
     Voucher,
 )
+from gateway.vouchers.rules import voucher_problems
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.validation import schema_problems
 
 FORM_LINES = 5
 """Payee rows on the form; rows left empty are skipped."""

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import copy
 
-from gateway.store import MAX_PAGE
-
 from adapters.http.query_params import DEFAULT_LIMIT, STATUS_PATTERN
+from gateway.store import MAX_PAGE
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 

@@ -26,16 +26,15 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from werkzeug.exceptions import HTTPException
 
-from gateway.errors import Refusal
-from gateway.problems import PROBLEM_MEDIA_TYPE, problem_document, problem_for_internal_error
-
-from adapters.http.settings import ApiSettings
 from adapters.http.client_identity import agency_of_client
 from adapters.http.metrics import METRICS_CONTENT_TYPE, HttpMetrics
 from adapters.http.openapi import openapi_document
 from adapters.http.query_params import parse_limit, parse_list_query, parse_statement_query
 from adapters.http.rate_limit import AgencyRateLimiter
+from adapters.http.settings import ApiSettings
 from adapters.http.tls import peer_certificate
+from gateway.errors import Refusal
+from gateway.problems import PROBLEM_MEDIA_TYPE, problem_document, problem_for_internal_error
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 

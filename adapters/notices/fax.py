@@ -25,11 +25,10 @@ from typing import Protocol
 from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 
-from gateway.notices.content import (AttemptResult, DepositNotice, NoticeText, Result, fax_digits,
-                                     message_id as notice_message_id)
-
-from adapters.notices.mail import build_message, sender_address
 from adapters.notices.letters import render_letters, write_atomically
+from adapters.notices.mail import build_message, sender_address
+from gateway.notices.content import AttemptResult, DepositNotice, NoticeText, Result, fax_digits
+from gateway.notices.content import message_id as notice_message_id
 
 DEFAULT_FAX_FORMAT = "{number}@fax.gov.taipei"
 

@@ -28,8 +28,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway.notices.content import (NOTICE_ACTOR, SENDER, AttemptResult, Channel, DepositNotice, NoticeText,
-                                     Result, RetryPolicy, after_attempt, compose, outcome_detail)
+from gateway.notices.content import (
+    NOTICE_ACTOR,
+    SENDER,
+    AttemptResult,
+    Channel,
+    DepositNotice,
+    NoticeText,
+    Result,
+    RetryPolicy,
+    after_attempt,
+    compose,
+    outcome_detail,
+)
 from gateway.store import AuditEvent
 
 _MM = 72 / 25.4

@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from gateway.notices.content import Channel, RetryPolicy
-
-from adapters.notices.fax import FaxByEmail, FaxSpool
-from adapters.notices.worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
-from adapters.notices.smtp import SmtpSender, SmtpSettings
 from adapters.command_line import CliError
+from adapters.notices.fax import FaxByEmail, FaxSpool
+from adapters.notices.smtp import SmtpSender, SmtpSettings
+from adapters.notices.worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
+from gateway.notices.content import Channel, RetryPolicy
 
 FAX_MODES = ("email", "spool")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from twisted.internet import defer, error as net_error
+from twisted.internet import defer
+from twisted.internet import error as net_error
 from twisted.logger import Logger
 from twisted.mail import smtp
 

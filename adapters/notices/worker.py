@@ -32,15 +32,25 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.business_time import TAIPEI
-from gateway.notices.content import (NOTICE_ACTOR, AttemptResult, Channel, DepositNotice, NoticeState, Outcome,
-                                     Result, RetryPolicy, after_attempt, compose, message_id as notice_message_id,
-                                     outcome_detail)
-from gateway.store import AuditEvent, StoreError
-
 from adapters.clock import utc_now
 from adapters.notices.mail import build_message, sender_address
+from gateway.business_time import TAIPEI
+from gateway.notices.content import (
+    NOTICE_ACTOR,
+    AttemptResult,
+    Channel,
+    DepositNotice,
+    NoticeState,
+    Outcome,
+    Result,
+    RetryPolicy,
+    after_attempt,
+    compose,
+    outcome_detail,
+)
+from gateway.notices.content import message_id as notice_message_id
+from gateway.store import AuditEvent, StoreError
+from gateway.vouchers.bank_directory import BankDirectory
 
 log = Logger(namespace="vgw.notices")
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gateway.trust.platform import CertificatePlatform
-from gateway.trust.certificates import TrustStore
-from gateway.trust.revocation import DEFAULT_MAX_CACHE_AGE, RevocationChecker
-from gateway.trust.registry import RegistryError, RoleRegistry
-
 from adapters.serve.revocation_fetchers import FileCrlFetcher, HttpOcspFetcher
+from gateway.trust.certificates import TrustStore
+from gateway.trust.platform import CertificatePlatform
+from gateway.trust.registry import RegistryError, RoleRegistry
+from gateway.trust.revocation import DEFAULT_MAX_CACHE_AGE, RevocationChecker
 
 
 class ConfigError(Exception):

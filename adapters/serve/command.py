@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from adapters.serve.settings import SETTINGS, SettingsError, load_settings
 from adapters.command_line import CliError
 from adapters.serve.ready import ready_line
+from adapters.serve.settings import SETTINGS, SettingsError, load_settings
 
 MAX_WORKERS = 64
 
@@ -75,18 +75,17 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
-    from gateway.vouchers.bank_directory import BankDirectory
-
-    from adapters.serve.bootstrap import ConfigError, PlatformConfig, build_platform
     from adapters.http.settings import ApiSettings, listen_address
     from adapters.http.site import GatewayHttpApi, make_metrics_site, make_site
-    from adapters.services.actions import ActionService
-    from adapters.serve.queue_metrics import WorkflowQueueMetrics, start_refreshing
-    from adapters.services.treasury import TreasuryService, check_after_release, start_sweep
-    from adapters.services.intake import IntakeService
-    from adapters.storage.factory import open_store
-    from adapters.statements.service import StatementService
     from adapters.http.tls import server_tls_options
+    from adapters.serve.bootstrap import ConfigError, PlatformConfig, build_platform
+    from adapters.serve.queue_metrics import WorkflowQueueMetrics, start_refreshing
+    from adapters.services.actions import ActionService
+    from adapters.services.intake import IntakeService
+    from adapters.services.treasury import TreasuryService, check_after_release, start_sweep
+    from adapters.statements.service import StatementService
+    from adapters.storage.factory import open_store
+    from gateway.vouchers.bank_directory import BankDirectory
 
     try:
         try:
@@ -199,11 +198,10 @@ def _start_bank_exchange(reactor, s: dict, store, registry, bank_peer=None) -> N
     from cryptography.hazmat.primitives import serialization
     from twisted.logger import Logger
 
-    from gateway.bank.settlement import SigningIdentity
-    from gateway.bank.pain001 import TAIPEI_TREASURY
-
     from adapters.bank.transport import BankTopology, InProcessBankTransport
     from adapters.bank.worker import BankWorker, BankWorkerSettings
+    from gateway.bank.pain001 import TAIPEI_TREASURY
+    from gateway.bank.settlement import SigningIdentity
 
     problem = bank_exchange_problem(s, embedded=bank_peer is not None)
     if problem:
@@ -265,8 +263,8 @@ def _start_amqp(reactor, service, s: dict, registry, actions=None, *, publish_ev
     stopped before the store closes, so in-flight messages finish."""
     import pika
 
-    from adapters.amqp.intake import AmqpIntake
     from adapters.amqp.event_publisher import EventPublisher
+    from adapters.amqp.intake import AmqpIntake
 
     if not s["amqp.users"]:
         raise CliError("amqp.url is set but amqp.users maps no broker user to an agency")

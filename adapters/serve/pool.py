@@ -45,8 +45,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from adapters.http.settings import listen_address
 from adapters.command_line import CliError
+from adapters.http.settings import listen_address
 from adapters.serve.ready import ready_line
 
 EXIT_WORKER_DIED = 70

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Gauge
 from twisted.logger import Logger
 
-from gateway.business_time import TAIPEI
-from gateway.workflow.transitions import AWAITING, Status
-
 from adapters.clock import utc_now
 from adapters.periodic import every
+from gateway.business_time import TAIPEI
+from gateway.workflow.transitions import AWAITING, Status
 
 log = Logger(namespace="vgw.queues")
 

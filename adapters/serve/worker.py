@@ -17,8 +17,8 @@ import traceback
 
 from twisted.internet import protocol
 
-from adapters.serve.pool import READY, WorkerSpec, receive_spec
 from adapters.command_line import EXIT_INTERNAL, EXIT_USAGE, CliError
+from adapters.serve.pool import READY, WorkerSpec, receive_spec
 
 WORKER_HEADER = b"X-VGW-Worker"
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from gateway.workflow.actions import VerifiedAction, check_signed_action
-from gateway.workflow.approvals import Step, budget_ops, decide_action, flow_of
+from adapters.clock import utc_now
+from adapters.http.site import Answer
+from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
 from gateway.intake.receipts import ActionOutcome, Receipt, new_receipt_id, sign_receipt
-from gateway.trust.roles import TREASURY_AGENCY, Role
 from gateway.store import (
     ActionAlreadyStored,
     ActionRecord,
@@ -31,11 +31,10 @@ from gateway.store import (
     actor_of,
     utc_text,
 )
-from gateway.business_time import TAIPEI
+from gateway.trust.roles import TREASURY_AGENCY, Role
+from gateway.workflow.actions import VerifiedAction, check_signed_action
+from gateway.workflow.approvals import Step, budget_ops, decide_action, flow_of
 from gateway.workflow.transitions import QUEUE_OF, Actor
-
-from adapters.clock import utc_now
-from adapters.http.site import Answer
 
 RECEIPT_XML = "application/xml"
 MAX_ATTEMPTS = 5

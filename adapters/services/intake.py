@@ -15,28 +15,35 @@ from datetime import date, datetime
 from cryptography import x509
 from twisted.logger import Logger
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.trust.platform import CertificatePlatform
-from gateway.trust.certificates import Purpose
-from gateway.workflow.approvals import supersede_write
+from adapters.clock import utc_now
+from adapters.http.client_identity import agency_of_client
+from adapters.http.query_params import ListQuery
+from adapters.http.site import Answer
+from adapters.notices.status import notice_history, with_notices
+from gateway.bank.iso_codes import describe_reason
 from gateway.bank.store import PaymentRow
 from gateway.errors import Refusal
 from gateway.intake.decision import Accept, Duplicate, PriorRevision, Submission, decide_intake
-from gateway.bank.iso_codes import describe_reason
 from gateway.intake.receipts import build_receipt, new_receipt_id, sign_receipt
+from gateway.store import (
+    AlreadyStored,
+    AuditEntry,
+    IntakeRecord,
+    StatusChanged,
+    StoreError,
+    VoucherStore,
+    received_intake,
+    utc_text,
+)
+from gateway.trust.certificates import Purpose
+from gateway.trust.platform import CertificatePlatform
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import SignerKey
-from gateway.store import (AlreadyStored, AuditEntry, IntakeRecord, StatusChanged, StoreError, VoucherStore,
-                           received_intake, utc_text)
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.check import check_signed_voucher
+from gateway.workflow.approvals import supersede_write
 from gateway.workflow.transitions import AWAITING, Status
 from gateway.workflow.working_days import DateOutsideCalendar, WorkingDayCalendar
-from gateway.vouchers.check import check_signed_voucher
-
-from adapters.http.client_identity import agency_of_client
-from adapters.clock import utc_now
-from adapters.http.site import Answer
-from adapters.notices.status import notice_history, with_notices
-from adapters.http.query_params import ListQuery
+from gateway.xmlsec.signing import SignerKey
 
 log = Logger(namespace="vgw.intake")
 

@@ -18,16 +18,15 @@ from collections.abc import Callable
 
 from twisted.logger import Logger
 
-from gateway.workflow.approvals import system_write
-from gateway.treasury.budget import BudgetKey
-from gateway.errors import Refusal
-from gateway.store import BudgetChanged, IntakeRecord, PayeeEntry, StatusChanged, VoucherStore, WorkflowWrite
-from gateway.treasury.checks import DEFAULT_DUPLICATE_WINDOW, EarlierPayment, decide_treasury, payee_keys
-from gateway.vouchers.xml_mapping import read_stored_voucher
-from gateway.workflow.transitions import Actor, Status
-
 from adapters.clock import utc_now
 from adapters.periodic import every
+from gateway.errors import Refusal
+from gateway.store import BudgetChanged, IntakeRecord, PayeeEntry, StatusChanged, VoucherStore, WorkflowWrite
+from gateway.treasury.budget import BudgetKey
+from gateway.treasury.checks import DEFAULT_DUPLICATE_WINDOW, EarlierPayment, decide_treasury, payee_keys
+from gateway.vouchers.xml_mapping import read_stored_voucher
+from gateway.workflow.approvals import system_write
+from gateway.workflow.transitions import Actor, Status
 
 log = Logger(namespace="vgw.treasury")
 

@@ -43,17 +43,16 @@ from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle
-from reportlab.lib.units import mm
-from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.lib.textsplit import wordSplit
+from reportlab.lib.units import mm
 from reportlab.lib.utils import simpleSplit
+from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import (BaseDocTemplate, Flowable, Frame, PageTemplate, Paragraph, Spacer, Table,
-                                TableStyle)
+from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate, Paragraph, Spacer, Table, TableStyle
 
+from gateway.bank.iso_codes import describe_reason
 from gateway.bank.payments import LineState
 from gateway.business_time import TAIPEI
-from gateway.bank.iso_codes import describe_reason
 from gateway.statements.lines import EntryKind, Statement, roc_date
 
 PDF_TYPE = "application/pdf"

@@ -17,14 +17,13 @@ from datetime import datetime
 
 from cryptography import x509
 
-from gateway.statements.camt053 import camt053_bytes
+from adapters.clock import utc_now
+from adapters.http.query_params import StatementQuery
+from adapters.http.site import Answer
 from gateway.errors import Refusal
+from gateway.statements.camt053 import camt053_bytes
 from gateway.statements.csv_export import filename, statement_csv
 from gateway.statements.lines import Statement, build_statement
-
-from adapters.clock import utc_now
-from adapters.http.site import Answer
-from adapters.http.query_params import StatementQuery
 
 CSV_TYPE = "text/csv; charset=utf-8"
 XML_TYPE = "application/xml"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime
 
-from gateway.treasury.budget import ALLOTMENT_TOO_LOW, Allotment, BudgetBalance, BudgetKey
 from gateway.errors import Problem, Refusal
 from gateway.store import AuditEvent, BudgetChanged, BudgetOp, PayeeEntry, StoreError
+from gateway.treasury.budget import ALLOTMENT_TOO_LOW, Allotment, BudgetBalance, BudgetKey
 
 _KEY = "agency = ? AND fiscal_year = ? AND budget_subject = ?"
 

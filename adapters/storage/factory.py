@@ -10,6 +10,9 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.store import VoucherStore
 
+STORE_URL_HELP = "store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+"""How a verb's ``--store`` option is explained: the URLs :func:`open_store` accepts."""
+
 
 def sqlite_path(url: str) -> str:
     """The file a ``sqlite:///`` URL names: ``sqlite:///var/vgw.db`` is relative, ``sqlite:////var/vgw.db``

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from gateway.bank.payments import LineState
 from gateway.bank.store import BatchedPayment, LineChange
 from gateway.business_time import TAIPEI
-from gateway.notices.store import NoticeRow
 from gateway.notices.content import Channel, DepositNotice, NoticeState, NoticeTarget, Outcome
+from gateway.notices.store import NoticeRow
 from gateway.store import AuditEvent, StoreError
 from gateway.vouchers.model import NoticeChannel
 

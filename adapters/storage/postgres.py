@@ -22,10 +22,9 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg_errors
 
+from adapters.storage.sql import AUDIT_COLUMNS, SqlStore
 from gateway.audit import next_entry
 from gateway.store import AuditEntry, AuditEvent, StoreError, canonical_json
-
-from adapters.storage.sql import AUDIT_COLUMNS, SqlStore
 
 _MIGRATION_LOCK = 0x76677731  # pg_advisory_xact_lock key: one migrator at a time per database ("vgw1")
 

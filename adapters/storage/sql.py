@@ -16,6 +16,10 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
+from adapters.storage import migrations
+from adapters.storage.bank import BankSql
+from adapters.storage.budget import BudgetSql
+from adapters.storage.notices import NoticeSql
 from gateway.store import (
     ActionAlreadyStored,
     ActionRecord,
@@ -36,11 +40,6 @@ from gateway.store import (
     encode_cursor,
     utc,
 )
-
-from adapters.storage import migrations
-from adapters.storage.notices import NoticeSql
-from adapters.storage.bank import BankSql
-from adapters.storage.budget import BudgetSql
 
 INTAKE_COLUMNS = ("voucher_id, revision, agency, received_sha256, received_bytes, received_at, status, "
                   "receipt_id, receipt_xml, summary, chain_sha256, status_at, due_on")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from adapters.storage.sql import AUDIT_COLUMNS, SqlStore
 from gateway.audit import next_entry
 from gateway.store import (
     GENESIS_HASH,
@@ -30,8 +31,6 @@ from gateway.store import (
     parse_utc_text,
     utc_text,
 )
-
-from adapters.storage.sql import AUDIT_COLUMNS, SqlStore
 
 BUSY_TIMEOUT_S = 30.0
 

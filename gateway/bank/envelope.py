@@ -34,10 +34,10 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.errors import GatewayError, Problem, Refusal
+from gateway.xmlsec.parsing import XmlLimits, parse_untrusted, tree_path
+from gateway.xmlsec.signing import SignerKey, sign_owned_element
 from gateway.xmlsec.validation import compiled_schema, schema_problems
 from gateway.xmlsec.verification import verify_pinned
-from gateway.xmlsec.signing import SignerKey, sign_owned_element
-from gateway.xmlsec.parsing import XmlLimits, parse_untrusted, tree_path
 from gateway.xmlsec.writing import child_writer
 
 NS = "urn:taipei:voucher-gateway:bank-message:1"

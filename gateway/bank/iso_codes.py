@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
-from collections.abc import Mapping
 
 DATA_FILE = "iso20022-status-reasons.json"
 

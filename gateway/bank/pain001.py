@@ -43,10 +43,10 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
+from gateway.bank.batching import TransferPlan
 from gateway.bank.payments import Payment, parse_end_to_end_id
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.bank.batching import TransferPlan
 from gateway.xmlsec.parsing import compiled_xpath, tree_path
 from gateway.xmlsec.writing import child_writer
 

@@ -25,20 +25,28 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from gateway.workflow.approvals import system_write
+from gateway.bank.batching import plan_transfers
 from gateway.bank.binding import REFERENCE_UNKNOWN, Unapplied, line_problem, original_problems
 from gateway.bank.envelope import seal
 from gateway.bank.outcomes import LineFacts, apply_outcome, filled_facts, money_move
-from gateway.bank.payments import BankOutcome, BankReport, LineState, Payment, end_to_end_id
-from gateway.bank.store import (BankMessageRecord, BatchedPayment, BatchWrite, LineChange, LineStatus, PaymentRow,
-                         ReportWrite, SentMessage)
-from gateway.errors import Refusal
 from gateway.bank.pain001 import TreasuryAccount, build_pain001
-from gateway.bank.batching import plan_transfers
-from gateway.xmlsec.signing import SignerKey
+from gateway.bank.payments import BankOutcome, BankReport, LineState, Payment, end_to_end_id
+from gateway.bank.store import (
+    BankMessageRecord,
+    BatchedPayment,
+    BatchWrite,
+    LineChange,
+    LineStatus,
+    PaymentRow,
+    ReportWrite,
+    SentMessage,
+)
+from gateway.errors import Refusal
 from gateway.store import AuditEvent, IntakeRecord, StatusChange, VoucherHead, WorkflowWrite
 from gateway.vouchers.model import Voucher
+from gateway.workflow.approvals import system_write
 from gateway.workflow.transitions import Actor, Event, Status
+from gateway.xmlsec.signing import SignerKey
 
 GATEWAY_NAME = "TPE-TREASURY-GATEWAY"
 """How the gateway names itself as the sender of transfer messages (schemas/bank-message.xsd Sender)."""

@@ -38,6 +38,7 @@ from gateway.errors import Problem, Refusal
 from gateway.vouchers.check import VerifiedVoucher
 from gateway.vouchers.model import VoucherRef, is_revision, is_sha256_hex
 
+
 def _check_revision(revision: int) -> None:
     if not is_revision(revision):
         raise ValueError(f"a revision is an integer from 1 to 999, not {revision!r}")

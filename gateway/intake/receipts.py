@@ -20,12 +20,12 @@ from lxml import etree
 
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.validation import schema_problems
-from gateway.xmlsec.verification import verify_pinned
-from gateway.xmlsec.signing import SignerKey, sign_document
 from gateway.vouchers.check import VerifiedVoucher
 from gateway.vouchers.model import VoucherRef, is_revision, is_sha256_hex
 from gateway.xmlsec.parsing import DEFAULT_LIMITS, XmlLimits, parse_untrusted, tree_path
+from gateway.xmlsec.signing import SignerKey, sign_document
+from gateway.xmlsec.validation import schema_problems
+from gateway.xmlsec.verification import verify_pinned
 from gateway.xmlsec.writing import child_writer
 
 NS = "urn:taipei:treasury:receipt:1"

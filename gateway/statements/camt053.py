@@ -27,11 +27,11 @@ import datetime
 
 from lxml import etree
 
-from gateway.business_time import TAIPEI
 from gateway.bank.iso_codes import describe_reason
 from gateway.bank.pain001 import CLEARING_SYSTEM, CURRENCY, TAIPEI_TREASURY, TreasuryAccount
-from gateway.xmlsec.validation import schema_problems
+from gateway.business_time import TAIPEI
 from gateway.statements.lines import Entry, EntryKind, Statement
+from gateway.xmlsec.validation import schema_problems
 from gateway.xmlsec.writing import child_writer
 
 MESSAGE_TYPE = "camt.053.001.08"

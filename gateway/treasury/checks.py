@@ -21,9 +21,9 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 
-from gateway.workflow.actions import Reason, ReasonCode
 from gateway.treasury.budget import BudgetBalance, BudgetKey
 from gateway.vouchers.model import Voucher
+from gateway.workflow.actions import Reason, ReasonCode
 from gateway.workflow.transitions import Event
 
 DEFAULT_DUPLICATE_WINDOW = datetime.timedelta(days=90)

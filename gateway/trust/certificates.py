@@ -24,13 +24,11 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
-
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1_modules import rfc5280
 
 from gateway.errors import Refusal
-
 
 # MOICA puts the last four digits of the holder's national ID in Subject Directory Attributes.
 SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from gateway.trust.certificates import Purpose, TrustStore, ValidatedCertificate
-from gateway.trust.revocation import RevocationAnswer, RevocationChecker
 from gateway.trust.registry import RoleRegistry
+from gateway.trust.revocation import RevocationAnswer, RevocationChecker
 
 
 @dataclass(frozen=True)

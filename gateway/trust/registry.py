@@ -20,8 +20,8 @@ import enum
 import tomllib
 from dataclasses import dataclass
 
-from gateway.trust.certificates import CertificateIdentity
 from gateway.errors import Refusal
+from gateway.trust.certificates import CertificateIdentity
 from gateway.trust.roles import Role
 
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.trust.platform import CertificatePlatform, CheckedCertificate
-from gateway.trust.certificates import CertificateIdentity
+from gateway.business_time import TAIPEI
 from gateway.errors import Problem, Refusal
+from gateway.trust.certificates import CertificateIdentity
+from gateway.trust.platform import CertificatePlatform, CheckedCertificate
 from gateway.trust.registry import Grant
 from gateway.trust.roles import Role
-from gateway.xmlsec.validation import schema_problems
-from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
-from gateway.vouchers.rules import voucher_problems
-from gateway.business_time import TAIPEI
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.model import Voucher
+from gateway.vouchers.rules import voucher_problems
 from gateway.vouchers.xml_mapping import read_voucher
 from gateway.xmlsec.parsing import DEFAULT_LIMITS, XmlLimits, parse_untrusted
+from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
+from gateway.xmlsec.validation import schema_problems
 
 VOUCHER_SCHEMA = "voucher.xsd"
 

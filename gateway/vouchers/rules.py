@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 
-from gateway.vouchers.bank_directory import BankDirectory
 from gateway.errors import Problem
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.identifiers import is_valid_business_id, is_valid_national_id, is_valid_resident_id
 from gateway.vouchers.model import PayeeIdType, PaymentMethodKind, Voucher
 

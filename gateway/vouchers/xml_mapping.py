@@ -12,7 +12,6 @@ import datetime
 
 from lxml import etree
 
-from gateway.xmlsec.parsing import XmlLimits, compiled_xpath, parse_untrusted
 from gateway.vouchers.model import (
     DocumentType,
     Notice,
@@ -26,6 +25,7 @@ from gateway.vouchers.model import (
     Voucher,
     VoucherRef,
 )
+from gateway.xmlsec.parsing import XmlLimits, compiled_xpath, parse_untrusted
 from gateway.xmlsec.writing import child_writer
 
 NS = "urn:taipei:treasury:voucher:1"

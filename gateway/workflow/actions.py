@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from gateway.trust.platform import CertificatePlatform
-from gateway.trust.certificates import CertificateIdentity
 from gateway.errors import Refusal
-from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
+from gateway.trust.certificates import CertificateIdentity
+from gateway.trust.platform import CertificatePlatform
 from gateway.vouchers.model import is_revision, is_sha256_hex
 from gateway.workflow.transitions import Actor
 from gateway.xmlsec.parsing import tree_path
+from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
 from gateway.xmlsec.writing import child_writer
 
 NS = "urn:taipei:treasury:action:1"

@@ -24,15 +24,23 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, replace
 
-from gateway.workflow.actions import Decision, VerifiedAction
-from gateway.trust.certificates import CertificateIdentity
 from gateway.errors import Refusal
+from gateway.store import (
+    ActionRecord,
+    AuditEvent,
+    BudgetOp,
+    IntakeRecord,
+    StatusChange,
+    VoucherHead,
+    WorkflowWrite,
+    actor_of,
+    parse_utc_text,
+)
+from gateway.trust.certificates import CertificateIdentity
 from gateway.trust.registry import Grant, RoleRegistry
 from gateway.trust.roles import TREASURY_AGENCY, Role
-from gateway.store import (ActionRecord, AuditEvent, BudgetOp, IntakeRecord, StatusChange, VoucherHead, WorkflowWrite,
-                    actor_of, parse_utc_text)
-from gateway.workflow.transitions import Budget
-from gateway.workflow.transitions import Actor, Event, Status, Transition, transition
+from gateway.workflow.actions import Decision, VerifiedAction
+from gateway.workflow.transitions import Actor, Budget, Event, Status, Transition, transition
 
 
 @dataclass(frozen=True)

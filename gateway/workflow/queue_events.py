@@ -29,8 +29,8 @@ import datetime
 import re
 from dataclasses import dataclass
 
-from gateway.trust.roles import TREASURY_AGENCY
 from gateway.store import AuditEntry, canonical_json, utc, utc_text
+from gateway.trust.roles import TREASURY_AGENCY
 from gateway.workflow.transitions import QUEUE_OF, Actor, Status
 
 ROLE_AWAITED: dict[Status, Actor] = {status: actor for actor, status in QUEUE_OF.items()}

@@ -41,8 +41,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-from gateway.errors import GatewayError, Problem, Refusal
 from gateway.business_time import TAIPEI
+from gateway.errors import GatewayError, Problem, Refusal
 from gateway.vouchers.model import Urgency
 
 __all__ = [

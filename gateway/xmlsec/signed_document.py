@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from gateway.trust.platform import CertificatePlatform, CheckedCertificate
-from gateway.trust.certificates import Purpose
 from gateway.errors import Refusal
+from gateway.trust.certificates import Purpose
+from gateway.trust.platform import CertificatePlatform, CheckedCertificate
+from gateway.xmlsec.parsing import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 from gateway.xmlsec.validation import schema_problems
 from gateway.xmlsec.verification import verify_enveloped
-from gateway.xmlsec.parsing import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 
 
 @dataclass(frozen=True)

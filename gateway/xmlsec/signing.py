@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConstructionMethod, SignatureMethod
-from signxml.xades import XAdESSigner
 from signxml.util import xades_tag
+from signxml.xades import XAdESSigner
 
 from gateway.errors import GatewayError
 from gateway.xmlsec.parsing import hardened_parser

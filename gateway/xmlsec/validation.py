@@ -14,10 +14,9 @@ import threading
 
 from lxml import etree
 
-from schemas import schema_path
-
 from gateway.errors import Problem, Refusal
 from gateway.xmlsec.parsing import SCHEMA_COMPILE_LOCK, tree_path
+from schemas import schema_path
 
 _PREFIXED_STEP = re.compile(r"(?:[A-Za-z_][\w.-]*:|\*\[local-name\(\)\s*=\s*'([^']+)'\])")
 _pools: dict[str, queue.SimpleQueue] = {}

@@ -22,9 +22,15 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, 
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from gateway.errors import Refusal
-from gateway.xmlsec.profile import (CANONICALIZATIONS, DIGEST_METHODS, DS, NSMAP, SIGNATURE_METHODS,
-                                check_signature_shape)
 from gateway.xmlsec.parsing import SCHEMA_COMPILE_LOCK, hardened_parser
+from gateway.xmlsec.profile import (
+    CANONICALIZATIONS,
+    DIGEST_METHODS,
+    DS,
+    NSMAP,
+    SIGNATURE_METHODS,
+    check_signature_shape,
+)
 
 
 @dataclass(frozen=True)

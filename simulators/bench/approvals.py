@@ -49,23 +49,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from gateway.workflow.actions import Action, Decision, VerifiedAction, action_element, check_signed_action
-from gateway.workflow.approvals import Flow, Step, decide_action, flow_of
-from gateway.vouchers.bank_directory import BankDirectory
+from adapters.command_line import CliError
 from gateway.intake.receipts import new_receipt_id
-from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
 from gateway.store import ActionRecord, AuditEvent, StatusChange, WorkflowWrite, actor_of, received_intake
+from gateway.trust.roles import Role
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.workflow.actions import Action, Decision, VerifiedAction, action_element, check_signed_action
+from gateway.workflow.approvals import Flow, Step, decide_action, flow_of
 from gateway.workflow.transitions import Actor
-
+from gateway.xmlsec.signing import sign_document
 from simulators.bench.common import machine, voucher_of_size
 from simulators.bench.intake_load_client import write_bodies
 from simulators.pki.layout import agency_code, init_pki, load_cert, load_key
 from simulators.served_gateway import ServedGateway
 from simulators.voucher_factory import VoucherFactory
-from adapters.command_line import CliError
 
 STAGES = (Actor.REVIEWER, Actor.ACCOUNTANT, Actor.HEAD, Actor.RELEASER)
 RELEASED = "released"
@@ -208,11 +207,11 @@ class InProcess:
     """The ceiling and the whole approval service, in this process, each on a store of its own."""
 
     def __init__(self, pki: Path, ceiling_url: str, service_url: str, now: datetime.datetime) -> None:
-        from adapters.services.actions import ActionService
         from adapters.serve.bootstrap import PlatformConfig, build_platform
+        from adapters.services.actions import ActionService
         from adapters.services.intake import IntakeService
-        from adapters.storage.factory import open_store
         from adapters.services.treasury import TreasuryService, check_after_release
+        from adapters.storage.factory import open_store
 
         self.now = now
         self.banks = BankDirectory.shipped()

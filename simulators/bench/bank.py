@@ -31,11 +31,10 @@ from twisted.internet.threads import deferToThread
 from adapters.bank.exchange import BankBatcher, OutboxRelay, ReportIntake
 from adapters.bank.transport import BankTopology, InProcessBankTransport
 from adapters.storage.factory import open_store
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
-
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.bench.common import machine

@@ -34,22 +34,20 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.vouchers.bank_directory import BankDirectory
+from adapters.command_line import CliError
 from gateway.intake.receipts import new_receipt_id
-from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
 from gateway.store import received_intake
+from gateway.trust.roles import Role
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
-
+from gateway.xmlsec.signing import sign_document
 from simulators.bench.common import machine, voucher_of_size
 from simulators.bench.intake_load_client import write_bodies
 from simulators.pki.authority import IssueOptions, Profile, name, new_key
-from simulators.served_gateway import ServedGateway
 from simulators.pki.layout import GATEWAY_KEY_KINDS, agency_code, init_pki, load_authority, load_cert, load_key
+from simulators.served_gateway import ServedGateway
 from simulators.voucher_factory import VoucherFactory
-from adapters.command_line import CliError
-
 
 
 def _sign_vouchers(factory: VoucherFactory, count: int, lines: int, key, cert, now) -> list[bytes]:

@@ -39,11 +39,10 @@ from adapters.bank.exchange import BankBatcher, ReportIntake
 from adapters.http.query_params import STATEMENT_FORMATS, StatementQuery
 from adapters.statements.service import StatementService
 from adapters.storage.factory import open_store
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.settlement import SigningIdentity
 from gateway.business_time import TAIPEI
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.statements.lines import Period
-
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.bench.common import machine

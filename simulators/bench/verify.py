@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform as host_platform
 import statistics
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 from lxml import etree
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
-from gateway.vouchers.bank_directory import BankDirectory
 from gateway.trust.roles import Role
-from gateway.xmlsec.validation import compiled_schema
-from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
-
-from simulators.pki.layout import agency_code, init_pki, load_cert, load_key
+from gateway.xmlsec.signing import sign_document
+from gateway.xmlsec.validation import compiled_schema
 from simulators.bench.common import machine, voucher_of_size
+from simulators.pki.layout import agency_code, init_pki, load_cert, load_key
 from simulators.voucher_factory import VoucherFactory
 
 

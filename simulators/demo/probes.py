@@ -11,13 +11,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.workflow.actions import Action, Decision, Reason, ReasonCode, action_element
 from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.rules import roc_year
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.workflow.actions import Action, Decision, Reason, ReasonCode, action_element
 from gateway.workflow.transitions import Actor
-
+from gateway.xmlsec.signing import sign_document
 from simulators.agency_plans import STAGES
 from simulators.demo.report import DemoReport, Outcome
 from simulators.mtls_load import Connection

@@ -35,12 +35,12 @@ import time
 import uuid
 from pathlib import Path
 
+from adapters.command_line import CliError
 from simulators.agency import AgencySimulator, format_report
 from simulators.agency_plans import Mix, allotments
 from simulators.demo.report import DemoReport
 from simulators.pki.layout import init_pki
 from simulators.served_gateway import ServedGateway, stop_gracefully
-from adapters.command_line import CliError
 
 BANK_TIMING = {"VGW_BANK_BATCH_SECONDS": "1", "VGW_BANK_RELAY_SECONDS": "0.5", "VGW_BANK_SWEEP_SECONDS": "2"}
 """The demo's bank exchange works in seconds, not the minutes a production day can afford."""

@@ -9,13 +9,12 @@ import datetime
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.vouchers.bank_directory import BankDirectory
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
-
+from gateway.xmlsec.signing import sign_document
 from simulators.demo.report import DemoReport, Outcome
 from simulators.pki.layout import load_cert, load_key, revoke
 from simulators.voucher_factory import VoucherFactory

@@ -9,9 +9,8 @@ from pathlib import Path
 from cryptography import x509
 
 from adapters.clock import utc_now
-
-from simulators.pki.layout import DEFAULT_OCSP_URL, GATEWAY_KEY_KINDS, init_pki, revoke
 from adapters.command_line import CliError
+from simulators.pki.layout import DEFAULT_OCSP_URL, GATEWAY_KEY_KINDS, init_pki, revoke
 
 
 def _usage(message: str) -> Exception:

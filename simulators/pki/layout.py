@@ -18,9 +18,8 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from gateway.vouchers.identifiers import make_national_id
 from gateway.trust.roles import STAGE_ORDER, TREASURY_AGENCY, Role
-
+from gateway.vouchers.identifiers import make_national_id
 from simulators.names import ID_LETTERS, person_name
 from simulators.pki.authority import CertificateAuthority, IssueOptions, PrivateKey, Profile, name, new_key
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pika
 import pytest
 
-from adapters.amqp.intake import AmqpTopology
 from adapters.amqp.event_publisher import EVENTS_EXCHANGE
+from adapters.amqp.intake import AmqpTopology
 from gateway.intake.receipts import verify_receipt
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW

@@ -23,10 +23,10 @@ from adapters.amqp.intake import AmqpIntake, AmqpTopology
 from adapters.serve.bootstrap import PlatformConfig, build_platform
 from adapters.services.intake import IntakeService
 from adapters.storage.factory import open_store
-from gateway.vouchers.bank_directory import BankDirectory
 from gateway.intake.receipts import verify_receipt
-from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW
@@ -137,7 +137,7 @@ class Agency:
 
 @pytest.fixture
 def agency(amqp_parameters, topology, intake):
-    intake  # the consumer declares the topology; the agency needs the exchange to exist
+    """An agency's system; it asks for ``intake`` because the consumer declares the exchange it publishes to."""
     client = Agency(amqp_parameters, topology)
     yield client
     client.close()

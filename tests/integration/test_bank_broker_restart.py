@@ -32,9 +32,9 @@ from adapters.bank.amqp_transport import AmqpBankTransport
 from adapters.bank.transport import BankTopology
 from adapters.bank.worker import BankWorker, BankWorkerSettings
 from adapters.storage.factory import open_store
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted

@@ -24,12 +24,12 @@ from pathlib import Path
 import pika
 import pytest
 
+from adapters.bank.transport import BankTopology
 from adapters.storage.factory import open_store
 from gateway.bank.payments import LineState
 from gateway.reconciliation import reconcile
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.bench.transport import delete_topology
-from adapters.bank.transport import BankTopology
 
 from .fresh_postgres import fresh_database
 

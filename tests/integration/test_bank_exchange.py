@@ -23,9 +23,9 @@ from adapters.bank.amqp_transport import AmqpBankTransport
 from adapters.bank.exchange import BankBatcher, OutboxRelay, ReportIntake
 from adapters.bank.transport import BankTopology, InProcessBankTransport
 from adapters.cli.main import main as vgw
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
 from gateway.store import StoreError
 from simulators.bank import SimulatedBank

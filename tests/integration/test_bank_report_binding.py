@@ -18,12 +18,12 @@ from lxml import etree
 
 from adapters.bank.transport import InProcessBankTransport
 from gateway.bank.envelope import envelope_element
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.report_writing import build_camt054, build_pain002
 from gateway.bank.reports import PAIN002_NS
 from gateway.bank.settlement import BANK_NAME, GATEWAY_NAME, REPORT_ROUTING
 from gateway.business_time import TAIPEI
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
 from gateway.xmlsec.signing import sign_element
 

@@ -24,11 +24,11 @@ from adapters.bank.transport import InProcessBankTransport
 from adapters.bank.worker import BankWorker, BankWorkerSettings
 from adapters.cli.main import main as vgw
 from gateway.audit import verify_chain
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.report_writing import build_pain002
 from gateway.bank.resend import RESEND_ACTION, RESEND_ACTOR
 from gateway.bank.settlement import REPORT_ROUTING, SigningIdentity
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.store import AuditEvent
 from simulators.pki.layout import load_key
 

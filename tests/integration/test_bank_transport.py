@@ -24,8 +24,16 @@ from zope.interface.verify import verifyObject
 
 from adapters.amqp.thread import Backoff
 from adapters.bank.amqp_transport import AmqpBankTransport
-from adapters.bank.transport import (ACK, DEAD, BankTopology, IBankTransport, InProcessBankTransport,
-                                     TransportLost, TransportRefused, settle_all)
+from adapters.bank.transport import (
+    ACK,
+    DEAD,
+    BankTopology,
+    IBankTransport,
+    InProcessBankTransport,
+    TransportLost,
+    TransportRefused,
+    settle_all,
+)
 from simulators.bench.transport import delete_topology, measure_publish
 
 from .test_amqp_broker_restart import broker, queue_depth  # noqa: F401  (broker: the private broker fixture)

@@ -36,8 +36,8 @@ from simulators.bench.transport import delete_topology
 from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW
-from .test_https_intake import call, https_port, wait_until_ready
 from .test_console_pages import submit
+from .test_https_intake import call, https_port, wait_until_ready
 
 VGW = str(Path(sys.executable).parent / "vgw")
 POLICIES = Path("/etc/chromium/policies/managed")

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.xmlsec.validation import schema_problems
-from gateway.xmlsec.signing import sign_document
 from adapters.console.voucher_form import HEADER_FIELDS, LINE_FIELDS
 from gateway.vouchers.xml_mapping import read_voucher, voucher_to_xml
+from gateway.xmlsec.signing import sign_document
+from gateway.xmlsec.validation import schema_problems
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW

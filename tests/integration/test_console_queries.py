@@ -13,9 +13,9 @@ import pytest
 
 from adapters.bank.exchange import BankBatcher
 from adapters.console.reads import ConsoleReads
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.settlement import SigningIdentity
 from gateway.errors import Refusal
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.pki.layout import load_cert, load_key
 

@@ -13,20 +13,21 @@ from pathlib import Path
 
 import pypdf
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from adapters.bank.exchange import BankBatcher, ReportIntake
-from adapters.statements.cjk_font import cjk_font_name
 from adapters.notices.fax import FaxByEmail, FaxSpool
-from adapters.notices.worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
 from adapters.notices.letters import WINDOW, WINDOW_INSET, render_letters, wrap, write_letters
 from adapters.notices.smtp import SmtpSender, SmtpSettings
+from adapters.notices.worker import EmailChannel, NoticeWorker, NoticeWorkerSettings
+from adapters.statements.cjk_font import cjk_font_name
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
 from gateway.notices.content import Channel, DepositNotice, NoticeState, NoticeTarget, RetryPolicy, compose
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.vouchers.model import Notice, NoticeChannel
-from prometheus_client import CollectorRegistry
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted
 from simulators.pki.layout import load_cert, load_key
@@ -113,7 +114,7 @@ def test_each_booked_line_that_asked_gets_one_notice_even_when_the_booking_is_re
         assert row.state is NoticeState.PENDING and row.attempts == 0 and row.booked_at == NOW
     # the database backs it: a second notice for a line cannot be stored whatever the code does
     first = next(iter(rows.values()))
-    with pytest.raises(Exception):
+    with pytest.raises(store.unique_violation):
         with store._notice_tx() as conn:
             conn.execute(store._sql("INSERT INTO deposit_notices (end_to_end_id, channel, address, purpose, state, "
                                     "changed_at) SELECT end_to_end_id, channel, address, purpose, state, changed_at "

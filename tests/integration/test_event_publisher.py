@@ -14,8 +14,8 @@ import uuid
 import pika
 import pytest
 
-from adapters.amqp.intake import Backoff
 from adapters.amqp.event_publisher import EVENTS_CURSOR, EventPublisher
+from adapters.amqp.intake import Backoff
 from adapters.storage.factory import open_store
 from gateway.store import AuditEvent, StoreError
 

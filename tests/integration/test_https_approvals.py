@@ -13,15 +13,15 @@ import itertools
 import json
 import ssl
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
-import tomllib
 
 from gateway.intake.receipts import verify_receipt
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW
@@ -275,8 +275,8 @@ def test_actions_on_another_agencys_voucher_are_not_found(served, factory, tmp_p
 
 @pytest.fixture
 def sign_voucher_for():
-    from gateway.xmlsec.signing import sign_document
     from gateway.vouchers.xml_mapping import voucher_to_xml
+    from gateway.xmlsec.signing import sign_document
     from simulators.pki.layout import load_key
 
     def sign(gateway: Gateway, voucher) -> bytes:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from gateway.intake.receipts import verify_receipt
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key, revoke
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW

@@ -23,8 +23,8 @@ import pytest
 
 from adapters.storage.factory import open_store
 from gateway.intake.receipts import verify_receipt
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.storage.factory import open_store
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.pki.layout import init_pki, load_cert, load_key
 
 from ..conftest import AGENCY_A, NOW
@@ -138,7 +138,7 @@ def test_hostile_bodies_never_get_a_5xx_and_never_change_the_store(served):
         try:
             status, reply_type, reply = served.post(body, content_type)
         except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
-            raise AssertionError(f"{kind}: the gateway dropped the connection instead of answering: {exc!r}")
+            raise AssertionError(f"{kind}: the gateway dropped the connection instead of answering: {exc!r}") from exc
         after = served.audit_head()
         seen[f"{kind} {status}"] = seen.get(f"{kind} {status}", 0) + 1
         assert status < 500, (kind, status, reply[:500])

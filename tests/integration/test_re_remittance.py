@@ -14,13 +14,13 @@ from pathlib import Path
 
 from adapters.bank.exchange import BankBatcher, ReportIntake
 from adapters.storage.factory import open_store
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.reconciliation import reconcile
-from gateway.xmlsec.signing import sign_document
-from gateway.vouchers.xml_mapping import voucher_to_xml
 from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.bank import SimulatedBank
 from simulators.pki.layout import load_cert, load_key
 from simulators.voucher_factory import VoucherFactory

@@ -19,8 +19,8 @@ import pika
 import psycopg
 
 from adapters.bank.transport import BankTopology
-from adapters.storage.relay_turn import RELAY_LOCK
 from adapters.storage.factory import open_store
+from adapters.storage.relay_turn import RELAY_LOCK
 from simulators.agency import AgencySimulator
 from simulators.agency_plans import Mix, allotments
 from simulators.bench.transport import delete_topology

@@ -23,7 +23,8 @@ from gateway.intake.receipts import verify_receipt
 from simulators.pki.layout import init_pki, load_cert
 
 from ..conftest import AGENCY_A, NOW
-from .test_amqp_intake import Agency, signed_voucher as amqp_signed_voucher
+from .test_amqp_intake import Agency
+from .test_amqp_intake import signed_voucher as amqp_signed_voucher
 from .test_https_intake import VGW, Gateway, call, client_context, https_port, signed_voucher, wait_until_ready
 
 WORKERS = 2

@@ -16,10 +16,10 @@ from lxml import etree
 from adapters.http.site import Answer
 from adapters.storage.factory import open_store
 from gateway.business_time import TAIPEI
-from gateway.statements.camt053 import NS, SCHEMA
 from gateway.errors import Refusal
-from gateway.xmlsec.validation import schema_problems
+from gateway.statements.camt053 import NS, SCHEMA
 from gateway.statements.csv_export import HEADER, TRAILER
+from gateway.xmlsec.validation import schema_problems
 
 from ..conftest import AGENCY_B
 from .test_https_approvals import release, served, submitted  # noqa: F401
@@ -30,8 +30,8 @@ from .test_re_remittance import pay_out
 @pytest.fixture(scope="module")
 def paid(served, tmp_path_factory):  # noqa: F811
     """Two of agency A's vouchers: one paid, one returned by the bank."""
-    from simulators.voucher_factory import VoucherFactory
     from gateway.vouchers.bank_directory import BankDirectory
+    from simulators.voucher_factory import VoucherFactory
 
     tmp_path = tmp_path_factory.mktemp("statements")
     factory = VoucherFactory(BankDirectory.shipped(), seed=41)

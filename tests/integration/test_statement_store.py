@@ -8,10 +8,10 @@ from pathlib import Path
 
 from adapters.bank.exchange import BankBatcher, ReportIntake
 from adapters.storage.migrations import v0008_statements
+from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.bank.payments import LineState
 from gateway.bank.settlement import SigningIdentity
 from gateway.business_time import TAIPEI
-from gateway.bank.pain001 import TAIPEI_TREASURY
 from gateway.statements.lines import Period, build_statement, opening_total
 from simulators.bank import SimulatedBank
 from simulators.bank_day import day_of_vouchers, place_accepted

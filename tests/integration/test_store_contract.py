@@ -23,8 +23,8 @@ import pytest
 from psycopg import sql
 
 from adapters.storage import migrations
-from adapters.storage.migrations import SchemaTooNew
 from adapters.storage.factory import open_store, sqlite_path
+from adapters.storage.migrations import SchemaTooNew
 from gateway.audit import verify_chain
 from gateway.errors import Refusal
 from gateway.store import AlreadyStored, AuditEvent, IntakeRecord, VoucherStore

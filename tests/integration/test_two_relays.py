@@ -98,7 +98,7 @@ def test_concurrent_first_pumps_of_one_store_make_one_turn_and_all_see_it_held(b
             try:
                 barrier = threading.Barrier(8)
 
-                def first_pump():
+                def first_pump(barrier=barrier, store=store):
                     barrier.wait(timeout=10)
                     return store.relay_turn()
 

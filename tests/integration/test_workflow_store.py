@@ -10,10 +10,20 @@ import threading
 
 import pytest
 
-from gateway.treasury.budget import Allotment, BudgetBalance, BudgetKey
 from gateway.errors import Refusal
-from gateway.store import (ActionAlreadyStored, ActionRecord, AuditEvent, BudgetChanged, BudgetOp, PayeeEntry,
-                           StatusChange, StatusChanged, StoreError, WorkflowWrite)
+from gateway.store import (
+    ActionAlreadyStored,
+    ActionRecord,
+    AuditEvent,
+    BudgetChanged,
+    BudgetOp,
+    PayeeEntry,
+    StatusChange,
+    StatusChanged,
+    StoreError,
+    WorkflowWrite,
+)
+from gateway.treasury.budget import Allotment, BudgetBalance, BudgetKey
 
 from .test_store_contract import AGENCY_A, T0, backend, intake_event, make_record, pg_database, store  # noqa: F401
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.bank.batching import plan_transfers
 from gateway.bank.envelope import open_sealed, seal
+from gateway.bank.pain001 import TAIPEI_TREASURY, build_pain001
 from gateway.bank.payments import BankReport, Payment
 from gateway.bank.reports import read_camt054, read_pain002
 from gateway.bank.settlement import BANK_NAME, GATEWAY_NAME, TRANSFER_TYPE
-from gateway.bank.pain001 import TAIPEI_TREASURY, build_pain001
-from gateway.bank.batching import plan_transfers
 from simulators.bank import SimulatedBank
 from simulators.bank_faults import BankFaults
 from simulators.pki.layout import load_cert, load_key

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import datetime
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.workflow.actions import Reason, ReasonCode
 from gateway.vouchers.check import validate_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.workflow.actions import Reason, ReasonCode
 from simulators.agency_plans import (
-    ALLOTTED, SUBJECTS, AgencyMix, Mix, allotments, allotments_csv, corrected, re_remittance,
+    ALLOTTED,
+    SUBJECTS,
+    AgencyMix,
+    Mix,
+    allotments,
+    allotments_csv,
+    corrected,
+    re_remittance,
 )
 
 TODAY = datetime.date(2026, 11, 27)

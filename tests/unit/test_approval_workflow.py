@@ -11,16 +11,22 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from gateway.workflow.actions import Action, Decision, Reason, ReasonCode, VerifiedAction
-from gateway.workflow.approvals import Flow, StageSignature, apply_event, decide_action
+from gateway.errors import Refusal
 from gateway.treasury.budget import Allotment, BudgetKey, BudgetLedger
 from gateway.trust.certificates import CertificateIdentity
-from gateway.errors import Refusal
 from gateway.trust.registry import DutyException, Grant, GrantKind, RegistryError, RoleRegistry
 from gateway.trust.roles import STAGE_ORDER, TREASURY_AGENCY, Role
+from gateway.workflow.actions import Action, Decision, Reason, ReasonCode, VerifiedAction
+from gateway.workflow.approvals import Flow, StageSignature, apply_event, decide_action
 from gateway.workflow.transitions import AWAITING, FINAL, QUEUE_OF, TRANSITIONS, Actor, Event, Status, transition
 
 T0 = datetime.datetime(2026, 11, 27, 1, 0, tzinfo=datetime.timezone.utc)

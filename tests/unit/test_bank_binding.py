@@ -12,8 +12,15 @@ from hypothesis import strategies as st
 
 from gateway.bank.binding import ORIGINAL_MISMATCH, REFERENCE_UNKNOWN, line_problem, original_problems
 from gateway.bank.outcomes import BOOKING_CONFLICT_CODE, FACT_RULES, LineFacts, filled_facts, row
-from gateway.bank.payments import (BankOutcome, BankReport, LineState, OriginalBlock, OriginalMessage, OutcomeKind,
-                                   end_to_end_id)
+from gateway.bank.payments import (
+    BankOutcome,
+    BankReport,
+    LineState,
+    OriginalBlock,
+    OriginalMessage,
+    OutcomeKind,
+    end_to_end_id,
+)
 from gateway.bank.settlement import settle_report
 from gateway.bank.store import BankMessageRecord, PaymentRow, SentMessage
 from gateway.business_time import TAIPEI

@@ -14,15 +14,24 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.bank.envelope import (BANK_LIMITS, ENVELOPE_SCHEMA, MESSAGE_SCHEMAS, MESSAGE_TYPES, NS, SealedMessage,
-                                   envelope_element, open_sealed, seal)
-from gateway.errors import GatewayError, Refusal
+from gateway.bank.batching import plan_transfers
+from gateway.bank.envelope import (
+    BANK_LIMITS,
+    ENVELOPE_SCHEMA,
+    MESSAGE_SCHEMAS,
+    MESSAGE_TYPES,
+    NS,
+    SealedMessage,
+    envelope_element,
+    open_sealed,
+    seal,
+)
 from gateway.bank.pain001 import NS as PAIN001_NS
 from gateway.bank.pain001 import build_pain001, read_pain001
-from gateway.bank.batching import plan_transfers
-from gateway.xmlsec.validation import schema_problems
-from gateway.xmlsec.signing import sign_element
+from gateway.errors import GatewayError, Refusal
 from gateway.xmlsec.parsing import XmlLimits, parse_untrusted
+from gateway.xmlsec.signing import sign_element
+from gateway.xmlsec.validation import schema_problems
 from schemas import schema_path
 from tests.conftest import AGENCY_A, NOW
 from tests.unit.payment_samples import payments

@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.bank import store as bank_store
-from gateway.bank.outcomes import (CONFLICT_CODE, FINAL, MONEY_MOVES, ROWS, apply_outcome, money_held, money_move,
-                                   row)
+from gateway.bank.outcomes import CONFLICT_CODE, FINAL, MONEY_MOVES, ROWS, apply_outcome, money_held, money_move, row
 from gateway.bank.payments import LineState, OutcomeKind
 from gateway.errors import Refusal
 from gateway.problems import TITLES

@@ -20,17 +20,26 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from gateway.bank.iso_codes import RETURN_REASONS, STATUS_REASONS, code_set
 from gateway.bank.outcomes import apply_outcome
 from gateway.bank.payments import BankOutcome, BankReport, LineState, OutcomeKind, UnmatchedItem, end_to_end_id
 from gateway.bank.report_writing import Booking, TxStatus, build_camt054, build_pain002, info_lines
-from gateway.bank.reports import (CAMT054, CAMT054_NS, GROUP_OUTCOMES, MAX_REASON_TEXT, PAIN002, PAIN002_NS,
-                                  TRANSACTION_OUTCOMES, read_camt054, read_pain002)
+from gateway.bank.reports import (
+    CAMT054,
+    CAMT054_NS,
+    GROUP_OUTCOMES,
+    MAX_REASON_TEXT,
+    PAIN002,
+    PAIN002_NS,
+    TRANSACTION_OUTCOMES,
+    read_camt054,
+    read_pain002,
+)
 from gateway.business_time import TAIPEI
 from gateway.errors import Refusal
-from gateway.bank.iso_codes import RETURN_REASONS, STATUS_REASONS, code_set
 from gateway.problems import TITLES
-from gateway.xmlsec.validation import schema_problems
 from gateway.xmlsec.parsing import parse_untrusted
+from gateway.xmlsec.validation import schema_problems
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "iso20022"
 PAIN_XSD, CAMT_XSD = "pain.002.001.10.xsd", "camt.054.001.08.xsd"

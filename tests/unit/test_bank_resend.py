@@ -9,8 +9,8 @@ import hashlib
 
 import pytest
 
-from adapters.cli.bank import register, worker_settings
 from adapters.bank.worker import BankWorkerSettings
+from adapters.cli.bank import register, worker_settings
 from adapters.cli.main import CommandRegistry
 from gateway.bank.resend import RESEND_ACTION, RESEND_ACTOR, plan_resends
 from gateway.bank.store import UnansweredMessage

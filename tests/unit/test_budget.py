@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from gateway.errors import Refusal
 from gateway.treasury.budget import (
     CSV_HEADER,
     MAX_AMOUNT,
@@ -22,7 +23,6 @@ from gateway.treasury.budget import (
     ReservationState,
     parse_allotments,
 )
-from gateway.errors import Refusal
 from gateway.vouchers.model import (
     DocumentType,
     ObjectClass,

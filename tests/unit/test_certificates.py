@@ -7,8 +7,8 @@ import datetime
 import pytest
 from cryptography import x509
 
-from gateway.trust.certificates import CertificateIdentity, Purpose, TrustStore, citizen_id_last_four
 from gateway.errors import Refusal
+from gateway.trust.certificates import CertificateIdentity, Purpose, TrustStore, citizen_id_last_four
 from simulators.pki.authority import CertificateAuthority, IssueOptions, Profile, name, new_key
 from simulators.pki.layout import load_authority
 

@@ -19,10 +19,10 @@ from lxml import etree
 
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.check import TAIPEI, check_signed_voucher
 from gateway.vouchers.model import Voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.voucher_factory import VoucherFactory
 from tests.conftest import AGENCY_A, AGENCY_B, NOW
 

@@ -9,12 +9,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.notices.content import (Channel, DepositNotice, NoticeState, NoticeTarget, Result, RetryPolicy,
-                                     after_attempt, classify_smtp, compose, fax_digits, format_ntd, mask_account,
-                                     message_id, outcome_detail, roc_date)
-from gateway.workflow.queue_events import event_of
+from gateway.notices.content import (
+    Channel,
+    DepositNotice,
+    NoticeState,
+    NoticeTarget,
+    Result,
+    RetryPolicy,
+    after_attempt,
+    classify_smtp,
+    compose,
+    fax_digits,
+    format_ntd,
+    mask_account,
+    message_id,
+    outcome_detail,
+    roc_date,
+)
 from gateway.store import AuditEntry, AuditEvent
 from gateway.vouchers.model import Notice, NoticeChannel
+from gateway.workflow.queue_events import event_of
 
 AT = datetime.datetime(2026, 11, 27, 8, 0, tzinfo=datetime.timezone.utc)
 

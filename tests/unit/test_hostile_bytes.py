@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.vouchers.bank_directory import BankDirectory
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import check_signed_voucher, validate_document
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.voucher_factory import VoucherFactory
 
 from ..conftest import AGENCY_A, NOW

@@ -8,8 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.intake.decision import (CORRECTION_RULES, Accept, Conflict, Duplicate, PriorRevision, RevisionNotAccepted,
-                            Submission, decide_intake)
+from gateway.intake.decision import (
+    CORRECTION_RULES,
+    Accept,
+    Conflict,
+    Duplicate,
+    PriorRevision,
+    RevisionNotAccepted,
+    Submission,
+    decide_intake,
+)
 from gateway.trust.roles import Role
 from gateway.vouchers.check import TAIPEI, check_signed_voucher
 from gateway.vouchers.model import VoucherRef

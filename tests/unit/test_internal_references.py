@@ -9,8 +9,8 @@ from lxml import etree
 
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.profile import NSMAP
 from gateway.vouchers.check import check_signed_voucher
+from gateway.xmlsec.profile import NSMAP
 
 from ..conftest import AGENCY_A, NOW
 

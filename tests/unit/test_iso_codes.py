@@ -8,10 +8,22 @@ from pathlib import Path
 import pytest
 
 from gateway.bank import iso_codes
+from gateway.bank.iso_codes import (
+    CODE_SETS,
+    GROUP_STATUSES,
+    RETURN_REASONS,
+    STATUS_REASONS,
+    TRANSACTION_STATUSES,
+    code_set,
+    describe_reason,
+    reason_definition,
+    reason_name,
+    return_reason_definition,
+    return_reason_name,
+    status_definition,
+    status_name,
+)
 from gateway.bank.reports import GROUP_OUTCOMES, TRANSACTION_OUTCOMES
-from gateway.bank.iso_codes import (CODE_SETS, GROUP_STATUSES, RETURN_REASONS, STATUS_REASONS, TRANSACTION_STATUSES,
-                               code_set, describe_reason, reason_definition, reason_name, return_reason_definition,
-                               return_reason_name, status_definition, status_name)
 
 DATA = Path(iso_codes.__file__).parents[1] / "data"
 

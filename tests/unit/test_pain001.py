@@ -10,14 +10,23 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.errors import Refusal
-from gateway.vouchers.identifiers import is_valid_business_id
-from gateway.bank.pain001 import (NS, SCHEMA, TAIPEI_TREASURY, OrderedPayment, TreasuryAccount, _write_transaction,
-                             _id_scheme, build_pain001, read_pain001)
 from gateway.bank.batching import plan_transfers
-from gateway.xmlsec.validation import schema_problems
+from gateway.bank.pain001 import (
+    NS,
+    SCHEMA,
+    TAIPEI_TREASURY,
+    OrderedPayment,
+    TreasuryAccount,
+    _id_scheme,
+    _write_transaction,
+    build_pain001,
+    read_pain001,
+)
+from gateway.errors import Refusal
+from gateway.vouchers.bank_directory import BankDirectory
+from gateway.vouchers.identifiers import is_valid_business_id
 from gateway.xmlsec.parsing import parse_untrusted
+from gateway.xmlsec.validation import schema_problems
 from tests.unit.payment_samples import payment, payments
 
 CREATED = datetime.datetime(2026, 3, 11, 1, 30, tzinfo=datetime.timezone.utc)

@@ -11,9 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.bank.batching import (
+    MAX_GROUPS_PER_MESSAGE,
+    PaymentGroup,
+    TransferPlan,
+    message_id_for,
+    payment_info_id_for,
+    plan_transfers,
+)
 from gateway.bank.payments import MAX_ISO_ID
-from gateway.bank.batching import (MAX_GROUPS_PER_MESSAGE, PaymentGroup, TransferPlan, message_id_for,
-                                      payment_info_id_for, plan_transfers)
 from tests.unit.payment_samples import EXECUTION_DATE, METHODS, payment, payments
 
 MESSAGE_ID = re.compile(r"VGW[0-9]{8}-[0-9a-f]{16}")

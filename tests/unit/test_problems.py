@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 from gateway.errors import Problem, Refusal
-from gateway.problems import (PROBLEM_TYPE_BASE, TITLES, problem_document, problem_for_internal_error,
-                              problem_type)
+from gateway.problems import PROBLEM_TYPE_BASE, TITLES, problem_document, problem_for_internal_error, problem_type
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from gateway.workflow.queue_events import QueueEvent, event_of, revision_of
-from gateway.trust.roles import TREASURY_AGENCY
 from gateway.store import AuditEntry, AuditEvent
+from gateway.trust.roles import TREASURY_AGENCY
+from gateway.workflow.queue_events import QueueEvent, event_of, revision_of
 from gateway.workflow.transitions import Status
 
 AT = datetime.datetime(2026, 3, 2, 1, 0, 0, 250000, tzinfo=datetime.timezone.utc)

@@ -15,15 +15,24 @@ import pytest
 from lxml import etree
 
 from gateway.errors import Refusal
-from gateway.intake.receipts import (NS, Receipt, build_receipt, new_receipt_id, read_receipt, receipt_element,
-                              receipt_xml, sign_receipt, verify_receipt)
+from gateway.intake.receipts import (
+    NS,
+    Receipt,
+    build_receipt,
+    new_receipt_id,
+    read_receipt,
+    receipt_element,
+    receipt_xml,
+    sign_receipt,
+    verify_receipt,
+)
 from gateway.trust.roles import Role
-from gateway.xmlsec.validation import schema_problems
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.check import TAIPEI, check_signed_voucher
 from gateway.vouchers.model import VoucherRef
 from gateway.vouchers.xml_mapping import voucher_to_xml
 from gateway.xmlsec.parsing import parse_untrusted
+from gateway.xmlsec.signing import sign_document
+from gateway.xmlsec.validation import schema_problems
 from tests.conftest import AGENCY_A, NOW
 
 RECEIVED_AT = NOW + datetime.timedelta(seconds=1, microseconds=250_000)

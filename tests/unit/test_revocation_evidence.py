@@ -18,8 +18,13 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc2560, rfc5280
 
-from gateway.trust.revocation import (RevocationEvidenceError, RevocationStatus, check_crl_authentic, evaluate_crl,
-                                evaluate_ocsp)
+from gateway.trust.revocation import (
+    RevocationEvidenceError,
+    RevocationStatus,
+    check_crl_authentic,
+    evaluate_crl,
+    evaluate_ocsp,
+)
 from simulators.pki.authority import CertificateAuthority, IssueOptions, Profile, name, new_key
 
 NOW = datetime.datetime(2025, 3, 14, 9, 0, tzinfo=datetime.timezone.utc)

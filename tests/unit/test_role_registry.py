@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from gateway.trust.certificates import CertificateIdentity
 from gateway.errors import Refusal
+from gateway.trust.certificates import CertificateIdentity
 from gateway.trust.registry import GrantKind, RegistryError, RoleRegistry
 from gateway.trust.roles import Role
 

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.xmlsec.validation import schema_problems
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.validation import schema_problems
 from schemas import schema_path
 
 from .test_voucher_roundtrip import vouchers

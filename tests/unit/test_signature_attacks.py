@@ -18,23 +18,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.errors import Refusal
 from gateway.trust.registry import GrantKind, RoleRegistry
 from gateway.trust.roles import Role
-from gateway.xmlsec.profile import check_signature_shape
-from gateway.xmlsec.verification import verify_enveloped
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.check import TAIPEI, VerifiedVoucher, check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
 from gateway.xmlsec.parsing import parse_untrusted
+from gateway.xmlsec.profile import check_signature_shape
+from gateway.xmlsec.signing import sign_document
+from gateway.xmlsec.verification import verify_enveloped
 from simulators.pki.authority import CertificateAuthority, IssueOptions, Profile, name, new_key
 from simulators.pki.layout import INTERMEDIATE_SUBJECT, load_authority
 from tests.conftest import AGENCY_A, AGENCY_B, NOW

@@ -13,9 +13,9 @@ from signxml.xades import XAdESSigner
 
 from gateway.errors import Refusal
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
 from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_element
+from gateway.xmlsec.signing import sign_document
 
 from ..conftest import AGENCY_A, NOW
 

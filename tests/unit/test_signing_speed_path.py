@@ -19,12 +19,12 @@ from lxml import etree
 from signxml.processor import XMLProcessor
 from signxml.xades import XAdESSignatureConfiguration, XAdESSigner, XAdESVerifier
 
+from gateway.bank.batching import plan_transfers
 from gateway.bank.envelope import envelope_element, open_sealed, seal
 from gateway.bank.pain001 import build_pain001
-from gateway.bank.batching import plan_transfers
-from gateway.xmlsec.verification import verify_enveloped
-from gateway.xmlsec.signing import sign_document, sign_element, sign_owned_element
 from gateway.xmlsec.parsing import hardened_parser, parse_untrusted
+from gateway.xmlsec.signing import sign_document, sign_element, sign_owned_element
+from gateway.xmlsec.verification import verify_enveloped
 from tests.conftest import NOW
 from tests.unit.payment_samples import payments
 

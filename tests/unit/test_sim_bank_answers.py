@@ -3,8 +3,8 @@ settlement in process (ACSP) before the booking, and the same answer again for a
 
 from __future__ import annotations
 
-from gateway.bank.payments import OutcomeKind
 from gateway.bank.pain001 import NS as PAIN001_NS
+from gateway.bank.payments import OutcomeKind
 from simulators.bank_faults import BankFaults
 from tests.unit.payment_samples import payments
 from tests.unit.sim_bank_samples import make_bank, read, statuses, transfer

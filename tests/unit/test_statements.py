@@ -13,8 +13,8 @@ from lxml import etree
 
 from adapters.http.query_params import parse_statement_query
 from gateway.bank.payments import LineState
-from gateway.statements.camt053 import NS, camt053_bytes
 from gateway.errors import Refusal
+from gateway.statements.camt053 import NS, camt053_bytes
 from gateway.statements.csv_export import BOM, HEADER, TRAILER, statement_csv
 from gateway.statements.lines import EntryKind, Period, StatementLine, build_statement, opening_total, roc_date
 
@@ -23,7 +23,7 @@ AT = datetime.datetime(2026, 11, 27, 3, 0, tzinfo=datetime.timezone.utc)
 NOV = Period(D(2026, 11, 1), D(2026, 11, 30))
 
 
-def line(n: int, state: LineState, *, amount: int = 1000, paid_on=None, statement_on=D(2026, 11, 10),
+def line(n: int, state: LineState, *, amount: int = 1000, paid_on=None, statement_on=datetime.date(2026, 11, 10),
          name: str = "王小明", reason: str | None = None) -> StatementLine:
     return StatementLine(f"379000001A-115-{n:010d}", 1, 1, f"379000001A115{n:010d}R001L0001", name, "012", "2102",
                          "0123456789", amount, state, reason, "account closed" if reason else None,

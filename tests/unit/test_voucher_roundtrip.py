@@ -13,13 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.vouchers.bank_directory import BankDirectory
-from gateway.vouchers.rules import roc_year
 from gateway.errors import Refusal
-from gateway.vouchers.identifiers import is_valid_national_id, make_national_id
 from gateway.trust.roles import Role
-from gateway.xmlsec.signing import sign_document
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.check import TAIPEI, check_signed_voucher, validate_document
+from gateway.vouchers.identifiers import is_valid_national_id, make_national_id
 from gateway.vouchers.model import (
     DocumentType,
     Notice,
@@ -32,7 +30,9 @@ from gateway.vouchers.model import (
     Voucher,
     VoucherRef,
 )
+from gateway.vouchers.rules import roc_year
 from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
 from simulators.voucher_factory import VoucherFactory
 from tests.conftest import AGENCY_A, AGENCY_B, NOW
 
