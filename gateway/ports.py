@@ -1,7 +1,7 @@
 """The interfaces the core needs from the outside world. Adapters implement them; the core only calls.
 
 Each port is a plain callable protocol so that an in-memory fake for unit tests and a real fetcher for
-production satisfy the same contract (see tests/integration/test_revocation_fetchers.py).
+production satisfy the same contract (see tests/integration/test_ocsp_responder.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every label of the console in one table: Traditional Chinese (the default) and English.
 
 A page asks :func:`labels` for its language's table and indexes it by key; a key missing from either language
-is a bug caught by tests/unit/test_console_messages.py, never a blank on a page."""
+is a bug caught by tests/unit/test_console_parts.py, never a blank on a page."""
 
 from __future__ import annotations
 

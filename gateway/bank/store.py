@@ -281,4 +281,4 @@ class BankLedger(Protocol):
         """Mark lines sent before ``before`` and still without a final answer; returns how many were newly marked."""
 
     def bank_totals(self) -> dict:
-        """What reconciliation compares (see adapters/reconcile.py): sums by state, duplicates, budgets."""
+        """What reconciliation compares (gateway/reconciliation.py): sums by state, duplicates, budgets."""
