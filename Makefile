@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/vgw bench bank
 	scripts/with-test-services sh -c '$(BIN)/vgw bench bank --amqp "$$VGW_TEST_AMQP_URL"'
 	$(BIN)/vgw bench statement
+	scripts/with-test-services $(BIN)/vgw bench sign
 	$(BIN)/vgw sim year --scale 0.01
 
 clean:

@@ -77,6 +77,26 @@ _HTTP_STATUS = {
     "budget-allotment-too-low": 409,
     "budget-reservation-unknown": 409,
     "budget-reservation-conflict": 409,  # lost a race with another decision on the same voucher MAX_ATTEMPTS times: retry
+    # A person's card (PKCS#11 token) behind the local signing agent: the document is fine, the card is not.
+    "token-pin-incorrect": 403,
+    "token-pin-locked": 423,
+    "token-pin-missing": 503,
+    "token-module-missing": 503,
+    "token-not-found": 409,
+    "token-not-present": 409,
+    "token-removed": 409,
+    "token-key-not-found": 409,
+    "token-key-ambiguous": 409,
+    "token-no-signing-key": 409,
+    "token-cert-mismatch": 409,
+    "token-error": 502,
+    # The local signing agent's own refusals of a request.
+    "signer-host-refused": 421,
+    "signer-origin-refused": 403,
+    "signer-media-type": 415,
+    "signer-body-too-large": 413,
+    "signer-document-stale": 409,
+    "signer-not-found": 404,
 }
 
 

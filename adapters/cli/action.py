@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 
 from lxml import etree
 
-from adapters.cli.voucher import load_signing_material, read_input
+from adapters.cli.signing_key import add_signing_arguments, signing_material
+from adapters.cli.voucher import read_input
 from adapters.clock import utc_now
 from adapters.command_line import CliError
 from adapters.pki_manifest import read_pki_manifest
@@ -84,7 +85,6 @@ def _subject(args: argparse.Namespace) -> tuple[str, int, str, str]:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    key, cert = load_signing_material(args.key, args.cert)
     voucher_id, revision, voucher_sha256, previous_sha256 = _subject(args)
     reason, decision = None, Decision.APPROVE
     if args.reject is not None or args.cancel:
@@ -101,7 +101,8 @@ def _sign(args: argparse.Namespace) -> int:
                         decision=decision, signing_time=now, reason=reason)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    signed = sign_document(action_element(action), key, cert, now)
+    with signing_material(args) as (key, cert):
+        signed = sign_document(action_element(action), key, cert, now)
     if args.out == "-":
         sys.stdout.buffer.write(signed)
     else:
@@ -171,8 +172,7 @@ def register(registry) -> None:
     group_help = "sign and submit approval actions (覆核, 會計主管, 首長, 放行, treasury)"
     p = registry.command("action", "sign", help="sign an approval, rejection or withdrawal of one voucher revision",
                          handler=_sign, group_help=group_help)
-    p.add_argument("--key", required=True, help="signer's private key (PEM)")
-    p.add_argument("--cert", required=True, help="signer's certificate (PEM)")
+    add_signing_arguments(p)
     p.add_argument("--voucher", required=True, metavar="FILE_OR_ID",
                    help="the signed voucher file as submitted, or its id together with --previous")
     p.add_argument("--stage", required=True, choices=[stage.value for stage in ACTION_STAGES])

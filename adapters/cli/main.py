@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from adapters.command_line import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
 from gateway.errors import Refusal
 
-CORE_VERBS = ("voucher", "action", "budget", "audit", "bank", "notices", "serve")
+CORE_VERBS = ("voucher", "action", "budget", "audit", "bank", "notices", "serve", "signer")
 """The gateway's own verb groups (adapters/cli/, adapters/serve/), registered first and in this order, so that a
 group shared with a simulator (``vgw voucher new``) keeps the gateway's help text; the rest by name."""
 

@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from adapters.cli.signing_key import add_signing_arguments, signing_material
 from adapters.clock import taipei_today, utc_now
 from adapters.command_line import CliError
 from adapters.serve.bootstrap import ConfigError, PlatformConfig, build_platform
@@ -43,21 +42,14 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_signing_material(key_path: str, cert_path: str):
-    try:
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    except OSError as exc:
-        raise CliError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    except (ValueError, TypeError) as exc:
-        raise CliError(f"cannot load the key or certificate: {exc}") from None
-    return key, cert
-
-
 def _sign(args: argparse.Namespace) -> int:
-    key, cert = load_signing_material(args.key, args.cert)
     if len(args.inputs) > 1 and not args.out_dir:
         raise CliError("signing several files needs --out-dir")
+    with signing_material(args) as (key, cert):
+        return _sign_files(args, key, cert)
+
+
+def _sign_files(args: argparse.Namespace, key, cert) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,8 +135,7 @@ def register(registry) -> None:
 
     p = registry.command("voucher", "sign", help="sign vouchers (enveloped XAdES-BES)", handler=_sign,
                          group_help=group_help)
-    p.add_argument("--key", required=True, help="signer's private key (PEM)")
-    p.add_argument("--cert", required=True, help="signer's certificate (PEM)")
+    add_signing_arguments(p)
     p.add_argument("--out-dir", help="write signed files here under their own names (needed for several inputs)")
     p.add_argument("inputs", nargs="+", metavar="IN", help="voucher XML file(s), or - for standard input")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from simulators.bench import approvals, bank, intake, statement, verify
+from simulators.bench import approvals, bank, intake, sign, statement, verify
 
 
 def register(registry) -> None:
-    """``vgw bench verify | intake | approvals | bank | statement``; verify first: it names the group."""
-    for module in (verify, intake, approvals, bank, statement):
+    """``vgw bench verify | intake | approvals | bank | statement | sign``; verify first: it names the group."""
+    for module in (verify, intake, approvals, bank, statement, sign):
         module.register(registry)

@@ -1,10 +1,13 @@
-"""What the benchmarks share: the machine they ran on, and the voucher of a given size they measure with."""
+"""What the benchmarks share: the machine they ran on, the voucher of a given size they measure with, and the
+interleaved rounds that make two rates of one run comparable."""
 
 from __future__ import annotations
 
 import datetime
 import os
 import platform as host_platform
+import statistics
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,3 +37,28 @@ def voucher_of_size(factory: VoucherFactory, size: int, now: datetime.datetime):
         if len(voucher_to_xml(voucher)) >= size:
             return voucher
     raise AssertionError("no voucher of that size")
+
+
+def interleaved(fns: dict, data: bytes, rounds: int, seconds: float) -> dict[str, float]:
+    """Calls per second of each function, median over ``rounds``.
+
+    Within a round the functions run alternately, call by call, each timed on its own; so a slow patch
+    of this noisy machine slows all of them alike and their ratio holds even when the absolute rates wander.
+    """
+    for fn in fns.values():  # warm caches (chain, revocation, compiled schema and XPaths) outside the timing
+        fn(data)
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    items = list(fns.items())
+    for _ in range(rounds):
+        spent = dict.fromkeys(fns, 0.0)
+        calls = 0
+        deadline = time.perf_counter() + seconds * len(items)
+        while calls == 0 or time.perf_counter() < deadline:
+            for name, fn in items:
+                start = time.perf_counter()
+                fn(data)
+                spent[name] += time.perf_counter() - start
+            calls += 1
+        for name in fns:
+            rates[name].append(calls / spent[name])
+    return {name: statistics.median(values) for name, values in rates.items()}

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from lxml import etree
@@ -24,34 +22,9 @@ from gateway.vouchers.check import check_signed_voucher
 from gateway.vouchers.xml_mapping import voucher_to_xml
 from gateway.xmlsec.signing import sign_document
 from gateway.xmlsec.validation import compiled_schema
-from simulators.bench.common import machine, voucher_of_size
+from simulators.bench.common import interleaved, machine, voucher_of_size
 from simulators.pki.layout import agency_code, init_pki, load_cert, load_key
 from simulators.voucher_factory import VoucherFactory
-
-
-def _interleaved(fns: dict, data: bytes, rounds: int, seconds: float) -> dict[str, float]:
-    """Calls per second of each function, median over ``rounds``.
-
-    Within a round the functions run alternately, call by call, each timed on its own; so a slow patch
-    of this noisy machine slows all of them alike and their ratio holds even when the absolute rates wander.
-    """
-    for fn in fns.values():  # warm caches (chain, revocation, compiled schema and XPaths) outside the timing
-        fn(data)
-    rates: dict[str, list[float]] = {name: [] for name in fns}
-    items = list(fns.items())
-    for _ in range(rounds):
-        spent = dict.fromkeys(fns, 0.0)
-        calls = 0
-        deadline = time.perf_counter() + seconds * len(items)
-        while calls == 0 or time.perf_counter() < deadline:
-            for name, fn in items:
-                start = time.perf_counter()
-                fn(data)
-                spent[name] += time.perf_counter() - start
-            calls += 1
-        for name in fns:
-            rates[name].append(calls / spent[name])
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
@@ -82,7 +55,7 @@ def bench_verify(rounds: int = 5, seconds: float = 1.0) -> dict:
             def gateway(data: bytes) -> None:
                 check_signed_voucher(data, platform=platform, banks=banks, role=Role.PREPARER, now=now)
 
-            rates = _interleaved({"ceiling": ceiling, "gateway": gateway}, signed, rounds, seconds)
+            rates = interleaved({"ceiling": ceiling, "gateway": gateway}, signed, rounds, seconds)
             result[name] = {
                 "bytes": len(voucher_to_xml(voucher)), "signed_bytes": len(signed), "lines": len(voucher.lines),
                 "ceiling_per_s": round(rates["ceiling"], 1), "gateway_per_s": round(rates["gateway"], 1),
@@ -104,7 +77,7 @@ def _bench_schema(factory: VoucherFactory, now: datetime.datetime, rounds: int, 
     root = etree.fromstring(data)
     py_schema = xmlschema.XMLSchema(str(schema_path("voucher.xsd")))
     with compiled_schema("voucher.xsd") as lxml_schema:
-        rates = _interleaved({
+        rates = interleaved({
             "lxml": lambda _: lxml_schema.validate(root),
             "xmlschema": lambda _: py_schema.is_valid(root),
         }, data, max(1, rounds // 2), seconds)

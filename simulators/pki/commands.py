@@ -54,6 +54,38 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enroll(args: argparse.Namespace) -> int:
+    """A person's signing key made on their token and certified (simulators/pki/layout.py enroll)."""
+    from adapters.tokens.enroll import enrol_key
+    from adapters.tokens.pins import read_pin
+    from adapters.tokens.uri import named_token
+    from simulators.pki.layout import enroll, person_entry
+
+    base = Path(args.dir)
+    if not (base / "manifest.json").exists():
+        raise _usage(f"{args.dir} is not a PKI folder made by `vgw pki init`")
+    ref = named_token(key=args.key, module=args.pkcs11_module, token_label=args.token_label, key_label=args.key_label)
+    if ref is None:
+        raise _usage("name the token: --key pkcs11:… or --pkcs11-module LIB --token-label L")
+    try:
+        person_entry(json.loads((base / "manifest.json").read_text(encoding="utf-8")), args.agency, args.role)
+    except KeyError as exc:
+        raise _usage(str(exc.args[0])) from None
+    now = utc_now()
+    with enrol_key(ref, read_pin(ref, pin_file=args.pin_file), kind=args.key_kind) as made:
+        token = {"module": ref.module, "token_label": ref.token_label, "key_label": made.label}
+        cert = enroll(base, args.agency, args.role, made.public_key, now=now, token=token)
+        made.store_certificate(cert)
+    result = {"agency": args.agency, "role": args.role, "serial": format(cert.serial_number, "X"),
+              "subject": cert.subject.rfc4514_string(), "token": token}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"{args.agency} {args.role}: a {args.key_kind.upper()} key made on token {ref.token_label!r} "
+              f"(non-extractable), certificate {result['serial']} stored beside it; the registry follows")
+    return 0
+
+
 def _ocsp(args: argparse.Namespace) -> int:
     from simulators.pki.ocsp_responder import run
 
@@ -81,6 +113,22 @@ def register(registry) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("cert", metavar="CERT.pem")
     p.add_argument("--reason", default="key_compromise", choices=sorted(REASONS))
+
+    p = registry.command("pki", "enroll", help="make a person's signing key on their PKCS#11 token (a card; "
+                         "SoftHSM2 in tests) and certify it, as a card is issued", handler=_enroll,
+                         group_help=group_help)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--agency", required=True, help="the person's agency code (379030000A: the treasury)")
+    p.add_argument("--role", required=True, help="their role: preparer, reviewer, accountant, head, releaser, "
+                   "deputy, or treasury")
+    p.add_argument("--key", metavar="PKCS11-URI", help="the token (and key label) as an RFC 7512 URI")
+    p.add_argument("--pkcs11-module", metavar="LIB", help="the token's PKCS#11 library")
+    p.add_argument("--token-label", metavar="L", help="the token's label")
+    p.add_argument("--key-label", metavar="K", help="the new key's label (default: signature)")
+    p.add_argument("--pin-file", metavar="F", help="a file holding the token's PIN")
+    p.add_argument("--key-kind", choices=("rsa", "ec"), default="rsa",
+                   help="RSA-2048 (the citizen cards, default) or ECDSA P-256")
+    p.add_argument("--json", action="store_true", help="print what was made as JSON")
 
     p = registry.command("pki", "ocsp", help="run the OCSP responder (and CRL server) for DIR", handler=_ocsp,
                          group_help=group_help)

@@ -245,3 +245,60 @@ def revoke(directory: Path, cert: x509.Certificate, *, now: datetime.datetime,
     _save_state(base, state)
     write_crls(base, now)
     return serial
+
+
+def person_entry(manifest: dict, agency: str, role: str) -> dict:
+    """The manifest's entry of one person: an agency's role holder (or its ``deputy``), or the treasury's
+    operator (agency 379030000A, role ``treasury``). KeyError naming what is not there."""
+    if agency == TREASURY_AGENCY:
+        people = manifest["treasury"]["people"]
+    else:
+        if agency not in manifest["agencies"]:
+            raise KeyError(f"no agency {agency} in this PKI")
+        people = manifest["agencies"][agency]["people"]
+    if role not in people:
+        raise KeyError(f"no {role} in {agency}: one of {', '.join(sorted(people))}")
+    return people[role]
+
+
+def enroll(directory: Path, agency: str, role: str, public_key, *, now: datetime.datetime,
+           token: dict) -> x509.Certificate:
+    """Issue a person a new citizen certificate for ``public_key`` — a key made on their token (a card) — in
+    place of the one ``init_pki`` gave them: same name and ID digits, a new serial, recorded for the OCSP
+    responder; their grant in the role registry moves to the new certificate; ``cert.pem`` is replaced and
+    the PEM key deleted, so no copy of a signing key of theirs is left on disk; the manifest names the token
+    (``token``: module, token label, key label) instead. Returns the certificate, for the token to store."""
+    base = Path(directory)
+    manifest = json.loads((base / "manifest.json").read_text(encoding="utf-8"))
+    entry = person_entry(manifest, agency, role)
+    old = load_cert(Path(entry["cert"]))
+    serial_attr = old.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+    id_last_four = serial_attr[0].value[4:8] if serial_attr else None  # TEST + last four ID digits + index
+    state = load_state(base)
+    cert = load_authority(base, "intermediate").issue(old.subject, public_key, Profile.CITIZEN, IssueOptions(
+        not_before=now - datetime.timedelta(days=1), not_after=old.not_valid_after_utc, ocsp_url=state["ocsp_url"],
+        crl_url=state["crl_url"], id_last_four=id_last_four))
+    state["issued"][format(cert.serial_number, "X")] = {"subject": cert.subject.rfc4514_string(),
+                                                         "cert": str(Path(entry["cert"]).parent.relative_to(base))}
+    _save_state(base, state)
+    import tomllib
+
+    registry_path = Path(manifest["registry"])
+    registry = tomllib.loads(registry_path.read_text(encoding="utf-8"))
+    moved = 0
+    for grant in registry["grant"]:
+        if grant.get("cert_serial") == format(old.serial_number, "X") and grant.get("agency") == agency:
+            grant["cert_serial"] = format(cert.serial_number, "X")
+            moved += 1
+    if not moved:
+        raise ValueError(f"the registry has no grant for {agency} {role}'s certificate")
+    tmp = registry_path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(registry), encoding="utf-8")
+    os.replace(tmp, registry_path)  # the gateway's registry reloader never reads half a file
+    write_pem_cert(Path(entry["cert"]), cert)
+    key_path = entry.pop("key", None)
+    if key_path:
+        Path(key_path).unlink(missing_ok=True)
+    entry["token"] = token
+    (base / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    return cert
