@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,23 @@ from gateway.store import (
 )
 
 BUSY_TIMEOUT_S = 30.0
+
+
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Put the file into WAL mode (once: the mode is kept in the file). Switching needs an exclusive lock, and
+    SQLite answers "database is locked" at once, without waiting out the busy timeout, while another process
+    holds the write lock (it would otherwise risk a deadlock): two workers opening a new store together, one
+    of them applying the migrations. So the switch is tried again until the busy timeout has passed."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # the other process's transaction is short (a migration, a write)
 
 
 class SqliteStore(SqlStore):
@@ -60,7 +78,7 @@ class SqliteStore(SqlStore):
             # with the thread that opened it. isolation_level=None: we issue BEGIN ourselves.
             conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _into_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
+from adapters.clock import utc_now
 from adapters.tokens.keys import library
 from adapters.tokens.uri import parse_pkcs11_uri
 from gateway.workflow.actions import check_signed_action
@@ -121,7 +122,9 @@ def test_an_action_signed_on_a_token_verifies_as_the_reviewers(carded, softhsm, 
     vgw("action", "sign", "--pkcs11-module", MODULE, "--token-label", "reviewer-card", "--key-label", "signature",
         "--pin-file", str(softhsm.pin_file), "--voucher", str(voucher), "--stage", "reviewer", "--approve",
         "--out", str(action))
-    verified = check_signed_action(action.read_bytes(), platform=Pki(base / "pki", manifest).platform(), now=NOW)
+    # judged now: the action was signed just now, after the session's NOW
+    verified = check_signed_action(action.read_bytes(), platform=Pki(base / "pki", manifest).platform(),
+                                   now=utc_now())
     cert = load_cert(Path(manifest["agencies"][AGENCY_A]["people"]["reviewer"]["cert"]))
     assert verified.signer.serial_hex.lstrip("0") == format(cert.serial_number, "X").lstrip("0")
     assert xmlsec1_verifies(base / "pki", action)
