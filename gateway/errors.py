@@ -97,6 +97,11 @@ _HTTP_STATUS = {
     "signer-body-too-large": 413,
     "signer-document-stale": 409,
     "signer-not-found": 404,
+    # Signing in to the console with the card.
+    "sign-in-replayed": 409,
+    "sign-in-expired": 403,
+    "sign-in-origin-mismatch": 403,
+    "sign-in-not-registered": 403,
 }
 
 

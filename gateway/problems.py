@@ -121,6 +121,10 @@ TITLES: dict[str, str] = {
     "signer-document-refused": "The signing agent does not sign this document",
     "signer-document-stale": "The action is not to be signed now",
     "signer-not-found": "The signing agent has no such route",
+    "sign-in-replayed": "The sign-in challenge was used already, expired or is another connection's",
+    "sign-in-expired": "The sign-in challenge has expired",
+    "sign-in-origin-mismatch": "The sign-in challenge is for another site",
+    "sign-in-not-registered": "The signer holds no role for this agency now",
 }
 _FALLBACK_TITLE = "The request was refused"
 

@@ -1,14 +1,26 @@
 """Page building with strict escaping: every value goes through :mod:`markupsafe` (``Markup.format`` and
 ``escape`` escape their arguments; only our own literal templates are trusted markup), so a hostile payee
-name or message body is text on the page, never markup. No inline script or style: the one stylesheet is
-served from /console/static, which the Content-Security-Policy below allows and nothing else."""
+name or message body is text on the page, never markup. No inline script or style: the one stylesheet and the
+one script are served from /console/static, which the Content-Security-Policy below allows and nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib import resources
 from urllib.parse import urlencode
 
 from markupsafe import Markup, escape
+
+
+def content_security_policy(signer_url: str) -> str:
+    """The console's policy: everything from the gateway itself, and the page's script may also reach the
+    person's local signing agent at ``signer_url`` (docs/signing.md)."""
+    return (f"default-src 'self'; connect-src 'self' {signer_url}; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'")
+
+
+SIGNER_SCRIPT = resources.files("adapters.console").joinpath("static", "signer.js").read_bytes()
+"""adapters/console/static/signer.js: the one script of the console (the card's sign-in and signatures)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -66,10 +78,15 @@ def page(title, body: Markup, *, t: dict[str, str], viewer, lang: str, path: str
     nav_html = Markup("").join(link(p, text) for p, text in nav)
     other = "zh-TW" if lang == "en" else "en"
     who = Markup("")
-    if viewer is not None:
+    if viewer is not None and viewer.person:
+        who = Markup('<span class="who" id="who">{}: <strong id="person">{}</strong> ({}) · {}: {} · {}</span>').format(
+            t["signed_in_person"], viewer.person, ", ".join(viewer.roles), t["agency"], viewer.agency,
+            link("/console/sign-in", t["sign_out"]))
+    elif viewer is not None:
         kind = t["treasury_operator"] if viewer.treasury else t["agency_staff"]
-        who = Markup('<span class="who" id="who">{}: {} ({}: {}, {})</span>').format(
-            t["signed_in_as"], viewer.subject, t["agency"], viewer.agency, kind)
+        who = Markup('<span class="who" id="who">{}: {} ({}: {}, {}) · {}</span>').format(
+            t["signed_in_as"], viewer.subject, t["agency"], viewer.agency, kind,
+            link("/console/sign-in", t["sign_in_with_card"]))
     html_lang = "zh-Hant-TW" if lang == "zh-TW" else "en"
     document = Markup(
         '<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title} - {app}</title>'

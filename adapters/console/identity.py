@@ -34,6 +34,12 @@ class Viewer:
     """The certificate's subject, as shown on every page (who you are)."""
     fingerprint: str
     """SHA-256 of the client certificate (hex), what the CSRF token is bound to."""
+    person: str | None = None
+    """The person signed in with their card over this connection (adapters/console/sign_in.py), if any."""
+    roles: tuple[str, ...] = ()
+    session_hash: str | None = None
+    cert_serial: str | None = None
+    """The serial of the card's certificate the person signed in with."""
 
     @property
     def treasury(self) -> bool:

@@ -26,6 +26,7 @@ from adapters.console.html import Markup
 from adapters.console.identity import CsrfTokens, cross_site, viewer_of
 from adapters.console.messages import DEFAULT_LANGUAGE, LANGUAGES, labels
 from adapters.console.reads import ConsoleReads
+from adapters.console.sign_in import SESSION_COOKIE, SessionSettings, SignInPages
 from adapters.console.treasury_pages import TreasuryPages
 from adapters.console.view import Reply, View, plain, texts
 from adapters.http.client_identity import agency_of_client
@@ -42,11 +43,11 @@ _STATUS = {"console-forbidden": 403, "csrf-invalid": 403, "cross-site": 403, "no
            "form-invalid": 422, "store-unavailable": 503}
 
 
-class Console(AgencyPages, TreasuryPages):
+class Console(AgencyPages, TreasuryPages, SignInPages):
     app = Klein()
 
     def __init__(self, *, intake, store, csrf: CsrfTokens, dead_letters=None, banks: BankDirectory | None = None,
-                 clock: Callable[[], datetime.datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime.datetime] = utc_now, sessions: SessionSettings | None = None) -> None:
         """``intake`` names the viewer (:meth:`~adapters.services.intake.IntakeService.calling_agency`); ``store``
         is the SQL store; ``dead_letters`` a :class:`~adapters.console.dead_letters.DeadLetters` when the bank
         exchange runs over RabbitMQ (else the dead-letter page says there is none)."""
@@ -57,6 +58,11 @@ class Console(AgencyPages, TreasuryPages):
         self.dead_letters = dead_letters
         self.banks = banks if banks is not None else BankDirectory.shipped()
         self.clock = clock
+        self.sessions = sessions or SessionSettings()
+        self.headers = {**html.SECURITY_HEADERS, "Content-Security-Policy": html.content_security_policy(
+            self.sessions.signer_url)}
+        """What every answer carries: the security headers, the policy letting the page's script reach the
+        person's signing agent and nothing else."""
         self.rate_limiter = None
         """The API's per-agency token buckets (set by :class:`~adapters.http.site.GatewayHttpApi`)."""
 
@@ -91,6 +97,7 @@ class Console(AgencyPages, TreasuryPages):
                 return f"rate-limited: retry after {wait} s\n".encode()
         headers = {name: request.getHeader(name) for name in ("origin", "sec-fetch-site", "host")}
         body = request.content.read() if post else b""
+        token = (request.getCookie(SESSION_COOKIE.encode("ascii")) or b"").decode("ascii", "replace") or None
 
         def work() -> Reply:
             t = labels(lang)
@@ -99,7 +106,7 @@ class Console(AgencyPages, TreasuryPages):
                 if cert is None:
                     raise Refusal("client-certificate-required", "a client certificate is required")
                 agency = self.intake.calling_agency(cert, self.clock())
-                viewer = viewer_of(cert, agency)
+                viewer = self.signed_in(viewer_of(cert, agency), token, self.clock())
                 args = texts({k: v for k, v in request.args.items() if k != b"lang"})
                 for part in extra:
                     if isinstance(part, str):
@@ -112,7 +119,7 @@ class Console(AgencyPages, TreasuryPages):
                     if not self.csrf.valid(viewer, form.get("csrf")):
                         raise Refusal("csrf-invalid", "the form's token is missing or not yours; reload the page")
                     args = form
-                return handler(View(viewer, lang, t, args, path), *extra)
+                return handler(View(viewer, lang, t, args, path, headers["host"]), *extra)
 
             return self._answered(produce, t, lang, path)
 
@@ -120,7 +127,7 @@ class Console(AgencyPages, TreasuryPages):
             request.vgw_outcome = "ok" if reply.status < 400 else f"console-{reply.status}"
             request.setResponseCode(reply.status)
             request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
-            for name, value in {**html.SECURITY_HEADERS, **reply.headers}.items():
+            for name, value in {**self.headers, **reply.headers}.items():
                 request.setHeader(name.encode("ascii"), value.encode("utf-8"))
             return reply.body
 
@@ -157,6 +164,29 @@ class Console(AgencyPages, TreasuryPages):
         for name, value in html.SECURITY_HEADERS.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
         return html.STYLESHEET
+
+    @app.route("/console/static/signer.js", methods=["GET"])
+    def script(self, request):
+        request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
+        for name, value in self.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return html.SIGNER_SCRIPT
+
+    @app.route("/console/sign-in", methods=["GET"])
+    def sign_in(self, request):
+        return self._serve(request, self.sign_in_page)
+
+    @app.route("/console/sign-in/challenge", methods=["POST"])
+    def sign_in_challenge(self, request):
+        return self._serve(request, self.challenge_submit, post=True)
+
+    @app.route("/console/sign-in", methods=["POST"])
+    def sign_in_post(self, request):
+        return self._serve(request, self.sign_in_submit, post=True)
+
+    @app.route("/console/sign-out", methods=["POST"])
+    def sign_out(self, request):
+        return self._serve(request, self.sign_out_submit, post=True)
 
     @app.route("/console", methods=["GET"])
     @app.route("/console/", methods=["GET"])

@@ -39,6 +39,8 @@ class View:
     t: dict[str, str]
     args: dict[str, str]
     path: str
+    host: str | None = None
+    """The request's Host: the page's origin is https://HOST."""
 
     def arg(self, name: str) -> str | None:
         value = self.args.get(name, "").strip()

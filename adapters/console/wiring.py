@@ -4,10 +4,12 @@ the gateway's TLS key, and the dead-letter queue of the bank exchange when it ru
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 from adapters.console.identity import CsrfTokens
 from adapters.console.routes import Console
+from adapters.console.sign_in import SessionSettings
 
 
 def build_console(s: dict, *, intake, store) -> Console:
@@ -20,5 +22,8 @@ def build_console(s: dict, *, intake, store) -> Console:
 
         dead_letters = DeadLetters(pika.URLParameters(s["bank.amqp"]),
                                    BankTopology().prefixed(s.get("bank.topology_prefix") or ""))
+    sessions = SessionSettings(signer_url=s.get("console.signer_url") or SessionSettings.signer_url,
+                               idle=datetime.timedelta(minutes=float(s.get("console.session_idle_minutes") or 15)),
+                               lifetime=datetime.timedelta(hours=float(s.get("console.session_hours") or 8)))
     return Console(intake=intake, store=store, csrf=CsrfTokens.from_private_key_pem(Path(s["tls.key"]).read_bytes()),
-                   dead_letters=dead_letters)
+                   dead_letters=dead_letters, sessions=sessions)

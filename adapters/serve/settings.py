@@ -110,6 +110,10 @@ SETTINGS = (
     Setting("notices.retry_first_seconds", float, 60.0, "the longest wait before the first retry (doubling, jittered)"),
     Setting("notices.retry_cap_seconds", float, 3600.0, "the longest wait between two attempts"),
     Setting("notices.max_attempts", int, 8, "attempts per notice before it is given up (failed)"),
+    Setting("console.signer_url", str, "http://127.0.0.1:61162", "where the console's pages reach the person's "
+            "local signing agent (vgw signer serve); named in the pages' Content-Security-Policy"),
+    Setting("console.session_idle_minutes", float, 15.0, "a card sign-in session ends after this long unused"),
+    Setting("console.session_hours", float, 8.0, "and at the latest this long after the sign-in"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -180,7 +180,7 @@ class SigningAgent:
         return d
 
     def _sign(self, body: bytes, origin: str) -> dict:
-        wanted = signing_request(body, now=self.clock())
+        wanted = signing_request(body, now=self.clock(), origin=origin)
         line = summary_line(wanted.summary)
         log.info("signer: {origin} asks to sign {what}", origin=origin, what=line)
         with self._card:

@@ -1,7 +1,7 @@
 """What the signing agent agrees to sign, and what it tells the person it is signing.
 
-A page may post only a document of the gateway's own schemas — a voucher (付款憑單) or an approval action
-(審核簽章) — unsigned, schema-valid and under a size cap, parsed with the same hardened parser as every
+A page may post only a document of the gateway's own schemas — a voucher (付款憑單), an approval action
+(審核簽章) or a console sign-in challenge for that page's own origin — unsigned, schema-valid and under a size cap, parsed with the same hardened parser as every
 untrusted input. The summary (voucher id, agency, revision, stage, decision, reason, amount, line count) is
 read from that document, never from anything else the page says: it is what the signature will cover.
 
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Refusal
+from gateway.sign_in.challenge import NS as SIGN_IN_NS
+from gateway.sign_in.challenge import SIGN_IN_SCHEMA, read_challenge
 from gateway.vouchers.check import VOUCHER_SCHEMA
 from gateway.vouchers.xml_mapping import NS as VOUCHER_NS
 from gateway.vouchers.xml_mapping import read_voucher
@@ -45,9 +47,9 @@ class SigningRequest:
     summary: dict
 
 
-def signing_request(data: bytes, *, now: datetime.datetime) -> SigningRequest:
-    """Accept ``data`` as a document the agent may sign, or Refusal (``signer-document-refused`` with the
-    document's own problems; the parser's codes for hostile XML)."""
+def signing_request(data: bytes, *, now: datetime.datetime, origin: str | None = None) -> SigningRequest:
+    """Accept ``data`` as a document the agent may sign for a page of ``origin``, or Refusal
+    (``signer-document-refused`` with the document's own problems; the parser's codes for hostile XML)."""
     root = parse_untrusted(data, LIMITS)
     namespace = etree.QName(root).namespace
     if root.find(f"{{{DSIG_NS}}}Signature") is not None:
@@ -56,6 +58,8 @@ def signing_request(data: bytes, *, now: datetime.datetime) -> SigningRequest:
         return _action(data, root, now)
     if namespace == VOUCHER_NS and etree.QName(root).localname == "Voucher":
         return _voucher(data, root, now)
+    if namespace == SIGN_IN_NS and etree.QName(root).localname == "SignIn":
+        return _sign_in(data, root, now, origin)
     raise Refusal(REFUSED, f"a {{{namespace}}}{etree.QName(root).localname} is not a document of the gateway's "
                   "(a voucher or an approval action)")
 
@@ -98,8 +102,22 @@ def _voucher(data: bytes, root: etree._Element, now: datetime.datetime) -> Signi
     return SigningRequest("voucher", data, now.replace(microsecond=0), summary)
 
 
+def _sign_in(data: bytes, root: etree._Element, now: datetime.datetime, origin: str | None) -> SigningRequest:
+    """A sign-in challenge: only for the page of the origin it names, and only while it is valid."""
+    _valid(root, SIGN_IN_SCHEMA)
+    challenge = read_challenge(root)
+    if challenge.origin != origin:
+        raise Refusal(REFUSED, f"the challenge is for {challenge.origin}, not for the page asking ({origin})")
+    if not challenge.issued_at - MAX_CLOCK_SKEW <= now < challenge.expires:
+        raise Refusal("signer-document-stale", f"the challenge is valid until {challenge.expires.isoformat()} only")
+    summary = {"kind": "sign-in", "origin": challenge.origin, "expires": challenge.expires.isoformat()}
+    return SigningRequest("sign-in", data, now.replace(microsecond=0), summary)
+
+
 def summary_line(summary: dict) -> str:
     """The summary in one line, for the agent's log and its terminal."""
+    if summary["kind"] == "sign-in":
+        return f"sign in to {summary['origin']}"
     if summary["kind"] == "voucher":
         return (f"voucher {summary['voucher_id']} revision {summary['revision']} of {summary['agency']}: "
                 f"{summary['lines']} lines, NT${summary['amount']:,}")

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from gateway.bank.payments import LineState
 from gateway.bank.store import BatchedPayment, LineChange
@@ -73,18 +72,6 @@ class NoticeSql:
 
     # --- the worker -------------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _notice_tx(self) -> Iterator:
-        """A write transaction that does not take the audit chain's lock (a claim appends nothing): SQLite's
-        BEGIN IMMEDIATE, or a plain PostgreSQL transaction."""
-        if self.dialect == "sqlite":
-            with self._write() as conn:
-                yield conn
-            return
-        conn = self._conn()
-        with conn.transaction():
-            yield conn
-
     def claim_notices(self, now: datetime.datetime, *, lease: datetime.timedelta, limit: int = 50,
                       channels: tuple[Channel, ...] = (Channel.EMAIL, Channel.FAX),
                       paid_until: datetime.date | None = None) -> list[DepositNotice]:
@@ -94,7 +81,7 @@ class NoticeSql:
         paid, paid_params = ("", ()) if paid_until is None else (" AND p.paid_on <= ?", (paid_until.isoformat(),))
         skip = " FOR UPDATE OF n SKIP LOCKED" if self.dialect == "postgresql" else ""
         try:
-            with self._notice_tx() as conn:
+            with self._plain_tx() as conn:
                 conn.execute(self._sql(
                     "UPDATE deposit_notices SET attempts = attempts + 1, claim = ?, lease_until = ?, changed_at = ? "
                     "WHERE end_to_end_id IN (SELECT n.end_to_end_id FROM deposit_notices n JOIN payments p ON "
@@ -122,7 +109,7 @@ class NoticeSql:
         if not pairs:
             return
         try:
-            with self._notice_tx() as conn:
+            with self._plain_tx() as conn:
                 conn.cursor().executemany(self._sql(
                     "UPDATE deposit_notices SET message_id = ? WHERE end_to_end_id = ? AND claim = ?"),
                     [(mid, n.end_to_end_id, n.claim) for n, mid in pairs])
@@ -147,7 +134,7 @@ class NoticeSql:
                   at, notice.end_to_end_id, notice.claim)
         try:
             if event is None:
-                with self._notice_tx() as conn:
+                with self._plain_tx() as conn:
                     return conn.execute(statement, values).rowcount == 1
             with self._chain_tx() as (conn, append):
                 if conn.execute(statement, values).rowcount != 1:

@@ -13,13 +13,14 @@ import abc
 import datetime
 import json
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from adapters.storage import migrations
 from adapters.storage.bank import BankSql
 from adapters.storage.budget import BudgetSql
 from adapters.storage.notices import NoticeSql
+from adapters.storage.sessions import SessionSql
 from gateway.store import (
     ActionAlreadyStored,
     ActionRecord,
@@ -63,7 +64,7 @@ def _marks(columns: str) -> str:
 AUDIT_COLUMNS = "seq, at, actor, action, subject, document_sha256, detail, prev_hash, hash"
 
 
-class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
+class SqlStore(BudgetSql, BankSql, NoticeSql, SessionSql, abc.ABC):
     """Base of the SQLite and PostgreSQL stores (:class:`gateway.store.VoucherStore`)."""
 
     dialect = ""
@@ -87,6 +88,18 @@ class SqlStore(BudgetSql, BankSql, NoticeSql, abc.ABC):
         except BaseException:
             self.close()
             raise
+
+    @contextmanager
+    def _plain_tx(self) -> Iterator:
+        """A write transaction that does not take the audit chain's lock (for writes that append nothing: a
+        notice's claim, a sign-in challenge): SQLite's BEGIN IMMEDIATE, or a plain PostgreSQL transaction."""
+        if self.dialect == "sqlite":
+            with self._write() as conn:
+                yield conn
+            return
+        conn = self._conn()
+        with conn.transaction():
+            yield conn
 
     @abc.abstractmethod
     def _connect(self):

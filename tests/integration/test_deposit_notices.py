@@ -115,7 +115,7 @@ def test_each_booked_line_that_asked_gets_one_notice_even_when_the_booking_is_re
     # the database backs it: a second notice for a line cannot be stored whatever the code does
     first = next(iter(rows.values()))
     with pytest.raises(store.unique_violation):
-        with store._notice_tx() as conn:
+        with store._plain_tx() as conn:
             conn.execute(store._sql("INSERT INTO deposit_notices (end_to_end_id, channel, address, purpose, state, "
                                     "changed_at) SELECT end_to_end_id, channel, address, purpose, state, changed_at "
                                     "FROM deposit_notices WHERE end_to_end_id = ?"), (first.end_to_end_id,))
@@ -133,7 +133,7 @@ def test_a_line_returned_before_its_notice_left_is_never_told(store, pki):
 def return_line(store, end_to_end_id: str, at: datetime.datetime) -> None:
     """The bank returns (退匯) a paid line, as a report's booking does: the payment and its notice together."""
     from gateway.bank.store import LineChange
-    with store._notice_tx() as conn:
+    with store._plain_tx() as conn:
         conn.execute(store._sql("UPDATE payments SET state = 'returned' WHERE end_to_end_id = ?"), (end_to_end_id,))
         store._book_notices(conn, [LineChange(end_to_end_id, LineState.PAID, LineState.RETURNED, None)],
                             store._time_param(at))
@@ -172,7 +172,7 @@ def test_a_returned_payments_notice_is_never_claimed_even_if_its_row_was_not_can
     vouchers = day(6, seed=16)
     book(store, pki, vouchers)
     row = next(r for r in rows_of(store, vouchers).values() if r.channel is Channel.EMAIL)
-    with store._notice_tx() as conn:  # the payment alone moved (no cancel): the claim checks it itself
+    with store._plain_tx() as conn:  # the payment alone moved (no cancel): the claim checks it itself
         conn.execute(store._sql("UPDATE payments SET state = 'returned' WHERE end_to_end_id = ?"), (row.end_to_end_id,))
     claimed = store.claim_notices(NOW + datetime.timedelta(minutes=1), lease=POLICY.lease, limit=1000,
                                   channels=tuple(Channel))

@@ -72,7 +72,8 @@ def test_the_migration_seeds_the_publisher_at_the_head_of_an_existing_log(backen
     finally:
         opened.close()
     # back to v0004: drop what v0005 and later created (later steps are re-applied after v0005 too)
-    for statement in ("DROP TABLE deposit_notices", "DROP TABLE event_cursor", "DROP TABLE payments",
+    for statement in ("DROP TABLE console_sessions", "DROP TABLE sign_in_challenges",
+                      "DROP TABLE deposit_notices", "DROP TABLE event_cursor", "DROP TABLE payments",
                       "DROP TABLE bank_messages",
                       "DROP INDEX intake_queue_all", "DELETE FROM schema_version WHERE version >= 5"):
         backend.execute(statement)

@@ -24,6 +24,7 @@ from adapters.storage.migrations import (
     v0008_statements,
     v0009_deposit_notices,
     v0010_console_indexes,
+    v0011_console_sessions,
 )
 
 
@@ -45,7 +46,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
     Migration(m.VERSION, m.DESCRIPTION, tuple(m.SQLITE), tuple(m.POSTGRESQL), getattr(m, "backfill", None))
     for m in (v0001_initial, v0002_workflow, v0003_treasury, v0004_due_dates, v0005_event_cursor, v0006_bank_exchange,
               v0007_bank_resend, v0008_statements, v0009_deposit_notices,
-              v0010_console_indexes)
+              v0010_console_indexes, v0011_console_sessions)
 )
 LATEST = MIGRATIONS[-1].version
 
