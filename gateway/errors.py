@@ -102,6 +102,8 @@ _HTTP_STATUS = {
     "sign-in-expired": 403,
     "sign-in-origin-mismatch": 403,
     "sign-in-not-registered": 403,
+    "sign-in-required": 401,
+    "action-signer-not-signed-in": 403,
 }
 
 

@@ -125,6 +125,8 @@ TITLES: dict[str, str] = {
     "sign-in-expired": "The sign-in challenge has expired",
     "sign-in-origin-mismatch": "The sign-in challenge is for another site",
     "sign-in-not-registered": "The signer holds no role for this agency now",
+    "sign-in-required": "Sign in with your card first",
+    "action-signer-not-signed-in": "The action is signed by another card than the signed-in person's",
 }
 _FALLBACK_TITLE = "The request was refused"
 

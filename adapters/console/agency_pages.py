@@ -97,6 +97,7 @@ class AgencyPages:
                       t["due_on"]],
                      [[voucher_id, latest.agency, latest.status, voucher.purpose, voucher.budget_subject,
                        money(voucher.total_amount), latest.due_on.isoformat() if latest.due_on else ""]], "summary")
+        body += self.approval_panel(view, latest)
         body += Markup("<h2>{}</h2>").format(t["lines"]) + table(
             [t["line"], t["payee"], t["bank"], t["account"], t["amount"], t["memo"]],
             [[line.number, line.payee_name, f"{line.bank_code}-{line.branch_code}", line.account_number,

@@ -39,7 +39,8 @@ class Viewer:
     roles: tuple[str, ...] = ()
     session_hash: str | None = None
     cert_serial: str | None = None
-    """The serial of the card's certificate the person signed in with."""
+    """The serial of the card's certificate the person signed in with (and its issuer, below)."""
+    cert_issuer: str | None = None
 
     @property
     def treasury(self) -> bool:

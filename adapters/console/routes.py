@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from adapters.clock import utc_now
 from adapters.console import html
 from adapters.console.agency_pages import AgencyPages
+from adapters.console.approvals import ApprovalPages
 from adapters.console.html import Markup
 from adapters.console.identity import CsrfTokens, cross_site, viewer_of
 from adapters.console.messages import DEFAULT_LANGUAGE, LANGUAGES, labels
@@ -43,11 +44,12 @@ _STATUS = {"console-forbidden": 403, "csrf-invalid": 403, "cross-site": 403, "no
            "form-invalid": 422, "store-unavailable": 503}
 
 
-class Console(AgencyPages, TreasuryPages, SignInPages):
+class Console(AgencyPages, TreasuryPages, SignInPages, ApprovalPages):
     app = Klein()
 
     def __init__(self, *, intake, store, csrf: CsrfTokens, dead_letters=None, banks: BankDirectory | None = None,
-                 clock: Callable[[], datetime.datetime] = utc_now, sessions: SessionSettings | None = None) -> None:
+                 clock: Callable[[], datetime.datetime] = utc_now, sessions: SessionSettings | None = None,
+                 actions=None) -> None:
         """``intake`` names the viewer (:meth:`~adapters.services.intake.IntakeService.calling_agency`); ``store``
         is the SQL store; ``dead_letters`` a :class:`~adapters.console.dead_letters.DeadLetters` when the bank
         exchange runs over RabbitMQ (else the dead-letter page says there is none)."""
@@ -58,6 +60,8 @@ class Console(AgencyPages, TreasuryPages, SignInPages):
         self.dead_letters = dead_letters
         self.banks = banks if banks is not None else BankDirectory.shipped()
         self.clock = clock
+        self.actions = actions
+        """The :class:`~adapters.services.actions.ActionService` signed decisions go through (None: no approvals)."""
         self.sessions = sessions or SessionSettings()
         self.headers = {**html.SECURITY_HEADERS, "Content-Security-Policy": html.content_security_policy(
             self.sessions.signer_url)}
@@ -200,6 +204,14 @@ class Console(AgencyPages, TreasuryPages, SignInPages):
     @app.route("/console/vouchers/<string:voucher_id>", methods=["GET"])
     def detail(self, request, voucher_id):
         return self._serve(request, self.detail_page, voucher_id)
+
+    @app.route("/console/vouchers/<string:voucher_id>/action-document", methods=["POST"])
+    def action_document(self, request, voucher_id):
+        return self._serve(request, self.action_document_submit, voucher_id, post=True)
+
+    @app.route("/console/vouchers/<string:voucher_id>/actions", methods=["POST"])
+    def action(self, request, voucher_id):
+        return self._serve(request, self.action_submit, voucher_id, post=True)
 
     @app.route("/console/vouchers/<string:voucher_id>/receipts/<int:revision>", methods=["GET"])
     def receipt(self, request, voucher_id, revision):

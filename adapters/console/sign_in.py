@@ -123,4 +123,5 @@ class SignInPages:
         from dataclasses import replace
 
         return replace(viewer, person=session.person, roles=tuple(session.roles.split(",")),
-                       session_hash=session.session_hash, cert_serial=session.cert_serial)
+                       session_hash=session.session_hash, cert_serial=session.cert_serial,
+                       cert_issuer=session.cert_issuer)

@@ -12,7 +12,7 @@ from adapters.console.routes import Console
 from adapters.console.sign_in import SessionSettings
 
 
-def build_console(s: dict, *, intake, store) -> Console:
+def build_console(s: dict, *, intake, store, actions=None) -> Console:
     dead_letters = None
     if s.get("bank.amqp"):
         import pika
@@ -26,4 +26,4 @@ def build_console(s: dict, *, intake, store) -> Console:
                                idle=datetime.timedelta(minutes=float(s.get("console.session_idle_minutes") or 15)),
                                lifetime=datetime.timedelta(hours=float(s.get("console.session_hours") or 8)))
     return Console(intake=intake, store=store, csrf=CsrfTokens.from_private_key_pem(Path(s["tls.key"]).read_bytes()),
-                   dead_letters=dead_letters, sessions=sessions)
+                   dead_letters=dead_letters, sessions=sessions, actions=actions)

@@ -111,7 +111,7 @@ def run_gateway(s: dict, seat=None, bank_peer=None) -> int:
     statements = StatementService(intake=service, store=store)
     from adapters.console.wiring import build_console
     api = GatewayHttpApi(service, api_settings, actions=actions, metrics=seat.metrics if seat else None,
-                         statements=statements, console=build_console(s, intake=service, store=store))
+                         statements=statements, console=build_console(s, intake=service, store=store, actions=actions))
     site = make_site(api, max_body=s["limits.max_body"])
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     reactor.suggestThreadPoolSize(s["limits.threads"])

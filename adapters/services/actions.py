@@ -56,18 +56,25 @@ class ActionService:
         now = self.clock()
         return self._submit(self.intake.calling_agency(client_cert, now), body, now, posted_to=voucher_id)
 
-    def submit_action_as(self, agency: str, body: bytes) -> Answer:
+    def submit_action_as(self, agency: str, body: bytes, *, posted_to: str | None = None,
+                         signer: tuple[str | None, str | None] | None = None) -> Answer:
         """An action for a caller another transport has authenticated (AMQP: the broker-validated user_id,
-        mapped to an agency by the operator); the voucher is the one the signed action names. The agency
-        must still be known to the role registry."""
+        mapped to an agency by the operator; the console: the agency connection a person signed in over);
+        the voucher is the one the signed action names (and, with ``posted_to``, the one addressed). The
+        agency must still be known to the role registry. With ``signer`` (issuer, serial), the action must be
+        signed by exactly that certificate: the person signed in to the console (``action-signer-not-signed-in``)."""
         if agency not in self.intake.platform.registry.agencies:
             raise Refusal("agency-unknown", f"the caller's agency {agency} is not known to the role registry")
-        return self._submit(agency, body, self.clock())
+        return self._submit(agency, body, self.clock(), posted_to=posted_to, signer=signer)
 
-    def _submit(self, caller: str, body: bytes, now: datetime.datetime, *, posted_to: str | None = None) -> Answer:
+    def _submit(self, caller: str, body: bytes, now: datetime.datetime, *, posted_to: str | None = None,
+                signer: tuple[str | None, str | None] | None = None) -> Answer:
         """Check, decide, store and answer one action of ``caller``; ``posted_to`` is the voucher id the
         transport addressed (the URL's), which the action must name, or None where only the action names it."""
         verified = check_signed_action(body, platform=self.intake.platform, now=now)
+        if signer is not None and (verified.signer.issuer, verified.signer.serial_hex) != signer:
+            raise Refusal("action-signer-not-signed-in", "the action is signed by another card than the one of the "
+                          "person signed in; sign in with your own card", path="/Action")
         action = verified.action
         voucher_id = action.voucher_id
         if posted_to is not None and voucher_id != posted_to:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN, SO_PIN = "123456", "12345678"
-LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card")
+LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card",
+          "approvals-reviewer", "approvals-accountant", "approvals-head", "approvals-releaser",
+          "browser-reviewer", "browser-accountant", "browser-head", "browser-releaser")
 """Every token a test session makes (one per person a test signs as, one holding only an encryption key)."""
 
 

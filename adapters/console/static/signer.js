@@ -9,12 +9,15 @@ function statusLine(text, failed) {
   line.className = failed ? "error" : "ok";
 }
 
+// A refusal in words with its code: the agent's problem document, or the console's refusal page.
 async function problemText(reply) {
+  const text = await reply.text();
   try {
-    const problem = await reply.json();
+    const problem = JSON.parse(text);
     return `${problem.code}: ${problem.detail || problem.title}`;
   } catch (error) {
-    return `HTTP ${reply.status}`;
+    const refusal = new DOMParser().parseFromString(text, "text/html").getElementById("refusal");
+    return refusal ? refusal.textContent : `HTTP ${reply.status}`;
   }
 }
 
@@ -55,7 +58,38 @@ async function signIn(button) {
   }
 }
 
+function valueOf(id) {
+  const element = document.getElementById(id);
+  return element ? element.value : "";
+}
+
+// Approve, send back or withdraw: the gateway writes the unsigned action (bound to the voucher's digest and its
+// chain), the card signs it through the agent, the gateway checks it as any other action and answers the receipt.
+async function signAction(button) {
+  const {agent, csrf, document: documentUrl, submit, stage, decision, agentMissing, working} = button.dataset;
+  const reasonText = decision === "cancel" ? valueOf("withdraw_text") : valueOf("reason_text");
+  document.querySelectorAll("button.sign-action").forEach((each) => { each.disabled = true; });
+  try {
+    statusLine(working, false);
+    const unsigned = await postForm(documentUrl, {csrf, stage, decision, reason_code: valueOf("reason_code"),
+                                                  reason_text: reasonText});
+    if (!unsigned.ok) throw new Error(await problemText(unsigned));
+    const signed = await signWithCard(agent, await unsigned.text(), agentMissing);
+    const taken = await postForm(submit, {csrf, signed: signed.signed});
+    if (!taken.ok) throw new Error(await problemText(taken));
+    const answer = await taken.json();
+    statusLine(`${signed.said}: ${answer.outcome}`, false);
+    window.location.reload();
+  } catch (error) {
+    statusLine(error.message, true);
+    document.querySelectorAll("button.sign-action").forEach((each) => { each.disabled = false; });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const button = document.getElementById("sign-in-with-card");
   if (button) button.addEventListener("click", () => signIn(button));
+  document.querySelectorAll("button.sign-action").forEach((each) => {
+    each.addEventListener("click", () => signAction(each));
+  });
 });

@@ -1,0 +1,153 @@
+"""Approving in the console with the card, over real mTLS, with each person's own SoftHSM2 card behind their
+own running `vgw signer serve`, the way the page's script does it: one voucher through the four agency stages
+by four people, each signed in with their card; a card that is not the signed-in person's, a stage the person
+does not hold, and the same person signing twice are refused with their codes and the page's answer says so."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+from cryptography.x509 import NameOID
+
+from adapters.console.sign_in import SESSION_COOKIE
+from gateway.vouchers.xml_mapping import voucher_to_xml
+from gateway.xmlsec.signing import sign_document
+from simulators.pki.layout import init_pki, load_cert, load_key
+
+from ..conftest import AGENCY_A, NOW
+from .softhsm import MODULE, softhsm_session
+from .test_console_pages import fetch
+from .test_console_sign_in import post, sign_in
+from .test_https_intake import VGW, Gateway, call
+from .test_signer_agent import Agent
+
+STAGES = ("reviewer", "accountant", "head", "releaser")
+
+
+@pytest.fixture(scope="module")
+def softhsm(tmp_path_factory):
+    return softhsm_session(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def world(softhsm, tmp_path_factory):
+    base = tmp_path_factory.mktemp("approvals-console")
+    init_pki(base / "pki", agencies=2, now=NOW)
+    for role in STAGES:
+        done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", role,
+                               "--pkcs11-module", MODULE, "--token-label", f"approvals-{role}", "--pin-file",
+                               str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    # the releaser is also registered as head, so the same person signing two stages of one voucher is refused
+    # by separation of duties, not by the registry
+    registry_path = base / "pki" / "registry.toml"
+    registry = tomllib.loads(registry_path.read_text(encoding="utf-8"))
+    releaser = next(g for g in registry["grant"] if g["agency"] == AGENCY_A and g["role"] == "releaser")
+    registry["grant"].append({**releaser, "role": "head"})
+    registry_path.write_text(tomli_w.dumps(registry), encoding="utf-8")
+    gateway = Gateway(base / "pki", f"sqlite:///{base / 'store.sqlite3'}", base / "serve.log")
+    gateway.start()
+    origin = f"https://127.0.0.1:{gateway.port}"
+    agents = {role: Agent(softhsm, f"approvals-{role}", base / f"agent-{role}.log", pin_file=softhsm.pin_file,
+                          origin=origin) for role in STAGES}
+    manifest = json.loads((base / "pki/manifest.json").read_text(encoding="utf-8"))
+    yield gateway, agents, origin, manifest
+    for agent in agents.values():
+        agent.stop()
+    gateway.stop()
+
+
+def submit_voucher(gateway, manifest, number: str) -> str:
+    from gateway.vouchers.bank_directory import BankDirectory
+    from simulators.voucher_factory import VoucherFactory
+
+    voucher = VoucherFactory(BankDirectory.shipped(), seed=3).voucher(AGENCY_A, today=NOW.date(), voucher_number=number)
+    person = manifest["agencies"][AGENCY_A]["people"]["preparer"]
+    data = sign_document(voucher_to_xml(voucher), load_key(Path(person["key"])), load_cert(Path(person["cert"])), NOW)
+    status, _, body = call(gateway, "POST", "/v1/vouchers", data)
+    assert status == 202, body
+    return voucher.voucher_id
+
+
+def page_csrf(gateway, path: str, session: str) -> tuple[str, str]:
+    status, _, page = fetch(gateway, path, headers={"Cookie": f"{SESSION_COOKIE}={session}"})
+    assert status == 200
+    text = page.decode()
+    found = re.search(r'data-csrf="([0-9a-f]{64})"', text)
+    return text, found.group(1) if found else ""
+
+
+def decide(gateway, agent, origin, session, voucher_id, stage, decision="approve", **reason):
+    """What the page's script does for one button: the unsigned action, the card's signature, the post."""
+    text, token = page_csrf(gateway, f"/console/vouchers/{voucher_id}", session)
+    status, _, document = post(gateway, f"/console/vouchers/{voucher_id}/action-document",
+                               {"csrf": token, "stage": stage, "decision": decision, **reason}, origin, cookie=session)
+    assert status == 200, document
+    status, _, reply = agent.ask("POST", "/v1/sign", origin=origin, body=document)
+    assert status == 200, reply
+    signed = json.loads(reply)["signed"]
+    status, _, answer = post(gateway, f"/console/vouchers/{voucher_id}/actions", {"csrf": token, "signed": signed},
+                             origin, cookie=session)
+    return status, answer, text
+
+
+def test_one_voucher_through_the_four_stages_by_four_people_each_signed_in_with_their_card(world):
+    gateway, agents, origin, manifest = world
+    voucher_id = submit_voucher(gateway, manifest, "CARD000001")
+    sessions = {role: sign_in(gateway, agents[role], origin)[0] for role in STAGES}
+    text, _ = page_csrf(gateway, f"/console/vouchers/{voucher_id}", sessions["accountant"])
+    assert 'id="approve"' not in text  # it awaits the reviewer, not the accountant
+    for role in STAGES:
+        text, _ = page_csrf(gateway, f"/console/vouchers/{voucher_id}", sessions[role])
+        assert 'id="approve"' in text and f'data-stage="{role}"' in text, role
+        status, answer, _ = decide(gateway, agents[role], origin, sessions[role], voucher_id, role)
+        assert status == 202, answer
+        document = json.loads(answer)
+        assert document["outcome"] == f"{role}-approve" and "<Receipt" in document["receipt"]
+    status, _, body = call(gateway, "GET", f"/v1/vouchers/{voucher_id}")
+    # released, and then past the treasury checks (no allotment here: rejected for its budget, which is theirs)
+    assert status == 200 and json.loads(body)["status"] in ("released", "held", "treasury-accepted", "rejected")
+    text, _ = page_csrf(gateway, f"/console/vouchers/{voucher_id}", sessions["reviewer"])
+    for role in STAGES:  # every stage's signer on the voucher's page, by the name in their card's certificate
+        cert = load_cert(Path(manifest["agencies"][AGENCY_A]["people"][role]["cert"]))
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value in text, role
+
+
+def test_a_card_that_is_not_the_signed_in_persons_is_refused(world):
+    gateway, agents, origin, manifest = world
+    voucher_id = submit_voucher(gateway, manifest, "CARD000002")
+    reviewer_session = sign_in(gateway, agents["reviewer"], origin)[0]
+    # the reviewer is signed in, but the accountant's card signs the reviewer's action
+    status, answer, _ = decide(gateway, agents["accountant"], origin, reviewer_session, voucher_id, "reviewer")
+    assert status == 403 and b"action-signer-not-signed-in" in answer
+
+
+def test_the_same_person_signing_two_stages_is_refused_and_the_answer_says_so(world):
+    gateway, agents, origin, manifest = world
+    voucher_id = submit_voucher(gateway, manifest, "CARD000003")
+    sessions = {role: sign_in(gateway, agents[role], origin)[0] for role in ("reviewer", "accountant", "releaser")}
+    for role in ("reviewer", "accountant"):
+        assert decide(gateway, agents[role], origin, sessions[role], voucher_id, role)[0] == 202
+    # the releaser also holds head: as head now, and then as releaser of the same voucher
+    assert decide(gateway, agents["releaser"], origin, sessions["releaser"], voucher_id, "head")[0] == 202
+    status, answer, _ = decide(gateway, agents["releaser"], origin, sessions["releaser"], voucher_id, "releaser")
+    assert status == 403 and b"separation-of-duties" in answer
+
+
+def test_without_signing_in_there_is_no_button_and_no_action(world):
+    gateway, _, origin, manifest = world
+    voucher_id = submit_voucher(gateway, manifest, "CARD000004")
+    status, _, page = fetch(gateway, f"/console/vouchers/{voucher_id}")
+    assert status == 200 and b'id="approval"' not in page
+    token = re.search(rb'name="csrf" value="([0-9a-f]{64})"|data-csrf="([0-9a-f]{64})"',
+                      fetch(gateway, "/console/sign-in")[2])
+    status, _, body = post(gateway, f"/console/vouchers/{voucher_id}/action-document",
+                           {"csrf": (token.group(1) or token.group(2)).decode(), "stage": "reviewer",
+                            "decision": "approve"}, origin)
+    assert status == 401 and b"sign-in-required" in body
