@@ -49,10 +49,12 @@ def softhsm(tmp_path_factory):
 
 
 class Agent:
-    def __init__(self, softhsm, label: str, log: Path, *, pin_file: Path, origin: str = GATEWAY) -> None:
+    def __init__(self, softhsm, label: str, log: Path, *, pin_file: Path, origin: str = GATEWAY,
+                 port: int = 0) -> None:
         self.log = log
         self.process = subprocess.Popen(
-            [VGW, "signer", "serve", "--listen", "127.0.0.1:0", "--allow-origin", origin, "--pkcs11-module", MODULE,
+            [VGW, "signer", "serve", "--listen", f"127.0.0.1:{port}", "--allow-origin", origin, "--pkcs11-module",
+             MODULE,
              "--token-label", label, "--pin-file", str(pin_file)],
             stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True)
         line = self.process.stdout.readline()
