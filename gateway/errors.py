@@ -104,6 +104,7 @@ _HTTP_STATUS = {
     "sign-in-not-registered": 403,
     "sign-in-required": 401,
     "action-signer-not-signed-in": 403,
+    "voucher-signer-not-signed-in": 403,
 }
 
 

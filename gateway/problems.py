@@ -127,6 +127,7 @@ TITLES: dict[str, str] = {
     "sign-in-not-registered": "The signer holds no role for this agency now",
     "sign-in-required": "Sign in with your card first",
     "action-signer-not-signed-in": "The action is signed by another card than the signed-in person's",
+    "voucher-signer-not-signed-in": "The voucher is signed by another card than the signed-in person's",
 }
 _FALLBACK_TITLE = "The request was refused"
 

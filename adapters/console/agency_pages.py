@@ -248,11 +248,19 @@ class AgencyPages:
         if errors:
             general = Markup('<p class="error" id="form-errors">{}{}</p>').format(
                 t["form_errors"], Markup("").join(Markup("<br>{}").format(m) for m in errors.get("", [])))
+        sign = Markup("")
+        if view.viewer.person and "preparer" in view.viewer.roles:  # signed in with the card: sign and submit here
+            sign = Markup(' <button type="button" id="sign-and-submit" data-agent="{}" data-csrf="{}" '
+                          'data-document="/console/prepare" data-submit="/console/prepare/submit" '
+                          'data-agent-missing="{}" data-working="{}">{}</button><p id="signer-status"></p>'
+                          '<script src="/console/static/signer.js"></script>').format(
+                self.sessions.signer_url, self.csrf.token(view.viewer), t["sign_in_agent_missing"],
+                t["sign_in_working"], t["sign_and_submit"])
         return Markup('{}<form method="post" action="/console/prepare" id="prepare">'
                       '<input type="hidden" name="csrf" value="{}"><p>{}</p>{}'
-                      '<button type="submit" id="prepare-button">{}</button></form>').format(
+                      '<button type="submit" id="prepare-button">{}</button>{}</form>').format(
             general, self.csrf.token(view.viewer), header,
-            table([t["line"]] + [t[name] for name in LINE_FIELDS], rows, "payees"), t["download_xml"])
+            table([t["line"]] + [t[name] for name in LINE_FIELDS], rows, "payees"), t["download_xml"], sign)
 
     def prepare_page(self, view: View) -> Reply:
         body = Markup("<p>{}</p>").format(view.t["prepare_help"]) + self._prepare_form(view)

@@ -117,6 +117,19 @@ class ApprovalPages:
                     "receipt": answer.body.decode("utf-8") if answer.status < 300 else None}
         return Reply(answer.status, json.dumps(document, ensure_ascii=False).encode("utf-8"), "application/json")
 
+    def prepare_sign_submit(self, view: View) -> Reply:
+        """A voucher the preparation form built and the signed-in preparer's card signed: taken in as the
+        agency's accounting system's would be, signed by exactly that card."""
+        self._signed_in(view)
+        signed = (view.args.get("signed") or "").encode("utf-8")
+        if not signed:
+            raise Refusal("form-invalid", "post the signed voucher as 'signed'")
+        answer = self.intake.submit_voucher_as(view.viewer.agency, signed,
+                                               signer=(view.viewer.cert_issuer, view.viewer.cert_serial))
+        document = {"status": answer.status, "outcome": answer.outcome, "voucher_id": answer.voucher_id,
+                    "receipt": answer.body.decode("utf-8")}
+        return Reply(answer.status, json.dumps(document, ensure_ascii=False).encode("utf-8"), "application/json")
+
     def _signed_in(self, view: View) -> None:
         if not view.viewer.person:
             raise Refusal("sign-in-required", "sign in with your card first (/console/sign-in)")

@@ -27,6 +27,7 @@ _TABLE: dict[str, tuple[str, str]] = {
     "sign_out": ("登出", "Sign out"),
     "signed_out": ("已登出。", "You are signed out."),
     "your_decision": ("您的簽核", "Your decision"),
+    "sign_and_submit": ("以自然人憑證簽章並送出", "Sign with your card and submit"),
     "approve": ("核准並以自然人憑證簽章", "Approve and sign with your card"),
     "reject": ("退件並以自然人憑證簽章", "Send back and sign with your card"),
     "withdraw": ("撤回並以自然人憑證簽章", "Withdraw and sign with your card"),

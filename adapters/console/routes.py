@@ -237,6 +237,10 @@ class Console(AgencyPages, TreasuryPages, SignInPages, ApprovalPages):
     def prepare_post(self, request):
         return self._serve(request, self.prepare_submit, post=True)
 
+    @app.route("/console/prepare/submit", methods=["POST"])
+    def prepare_sign(self, request):
+        return self._serve(request, self.prepare_sign_submit, post=True)
+
     @app.route("/console/treasury", methods=["GET"])
     def treasury(self, request):
         return self._serve(request, self.treasury_page)

@@ -85,15 +85,23 @@ class IntakeService:
         now = self.clock()
         return self._submit(self.calling_agency(client_cert, now), body, now)
 
-    def submit_voucher_as(self, agency: str, body: bytes) -> Answer:
+    def submit_voucher_as(self, agency: str, body: bytes, *, signer: tuple[str | None, str | None] | None = None
+                          ) -> Answer:
         """Intake for a caller another transport has authenticated (AMQP: the broker-validated user_id,
-        mapped to an agency by the operator). The agency must still be known to the role registry."""
+        mapped to an agency by the operator; the console: the agency connection a person signed in over).
+        The agency must still be known to the role registry. With ``signer`` (issuer, serial) the voucher must
+        be signed by exactly that certificate: the person signed in to the console."""
         if not self._known(agency):
             raise Refusal("agency-unknown", f"the caller's agency {agency} is not known to the role registry")
-        return self._submit(agency, body, self.clock())
+        return self._submit(agency, body, self.clock(), signer=signer)
 
-    def _submit(self, agency: str, body: bytes, now: datetime) -> Answer:
+    def _submit(self, agency: str, body: bytes, now: datetime, *,
+                signer: tuple[str | None, str | None] | None = None) -> Answer:
         verified = check_signed_voucher(body, platform=self.platform, banks=self.banks, role=Role.PREPARER, now=now)
+        identity = verified.signer.identity
+        if signer is not None and (identity.issuer, identity.serial_hex) != signer:
+            raise Refusal("voucher-signer-not-signed-in", "the voucher is signed by another card than the one of "
+                          "the person signed in; sign in with your own card")
         voucher = verified.voucher
         if voucher.agency_code != agency:
             raise Refusal("agency-mismatch", f"agency {agency} may not submit vouchers of agency "

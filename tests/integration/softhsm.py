@@ -16,7 +16,8 @@ MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN, SO_PIN = "123456", "12345678"
 LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card",
           "approvals-reviewer", "approvals-accountant", "approvals-head", "approvals-releaser",
-          "browser-reviewer", "browser-accountant", "browser-head", "browser-releaser")
+          "browser-reviewer", "browser-accountant", "browser-head", "browser-releaser", "approvals-preparer",
+          "treasury-card")
 """Every token a test session makes (one per person a test signs as, one holding only an encryption key)."""
 
 

@@ -16,13 +16,14 @@ import tomli_w
 from cryptography.x509 import NameOID
 
 from adapters.console.sign_in import SESSION_COOKIE
+from gateway.vouchers.bank_directory import BankDirectory
 from gateway.vouchers.xml_mapping import voucher_to_xml
-from gateway.xmlsec.signing import sign_document
-from simulators.pki.layout import init_pki, load_cert, load_key
+from simulators.pki.layout import init_pki, load_cert
+from simulators.voucher_factory import VoucherFactory
 
 from ..conftest import AGENCY_A, NOW
 from .softhsm import MODULE, softhsm_session
-from .test_console_pages import fetch
+from .test_console_pages import fetch, prepared_form
 from .test_console_sign_in import post, sign_in
 from .test_https_intake import VGW, Gateway, call
 from .test_signer_agent import Agent
@@ -39,7 +40,7 @@ def softhsm(tmp_path_factory):
 def world(softhsm, tmp_path_factory):
     base = tmp_path_factory.mktemp("approvals-console")
     init_pki(base / "pki", agencies=2, now=NOW)
-    for role in STAGES:
+    for role in (*STAGES, "preparer"):
         done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", role,
                                "--pkcs11-module", MODULE, "--token-label", f"approvals-{role}", "--pin-file",
                                str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
@@ -50,12 +51,14 @@ def world(softhsm, tmp_path_factory):
     registry = tomllib.loads(registry_path.read_text(encoding="utf-8"))
     releaser = next(g for g in registry["grant"] if g["agency"] == AGENCY_A and g["role"] == "releaser")
     registry["grant"].append({**releaser, "role": "head"})
+    reviewer = next(g for g in registry["grant"] if g["agency"] == AGENCY_A and g["role"] == "reviewer")
+    registry["grant"].append({**reviewer, "role": "preparer"})  # may prepare too: signs another person's form
     registry_path.write_text(tomli_w.dumps(registry), encoding="utf-8")
     gateway = Gateway(base / "pki", f"sqlite:///{base / 'store.sqlite3'}", base / "serve.log")
     gateway.start()
     origin = f"https://127.0.0.1:{gateway.port}"
     agents = {role: Agent(softhsm, f"approvals-{role}", base / f"agent-{role}.log", pin_file=softhsm.pin_file,
-                          origin=origin) for role in STAGES}
+                          origin=origin) for role in (*STAGES, "preparer")}
     manifest = json.loads((base / "pki/manifest.json").read_text(encoding="utf-8"))
     yield gateway, agents, origin, manifest
     for agent in agents.values():
@@ -63,14 +66,13 @@ def world(softhsm, tmp_path_factory):
     gateway.stop()
 
 
-def submit_voucher(gateway, manifest, number: str) -> str:
-    from gateway.vouchers.bank_directory import BankDirectory
-    from simulators.voucher_factory import VoucherFactory
-
+def submit_voucher(world, number: str) -> str:
+    """A voucher signed with the preparer's card (through their agent) and sent by the agency's system."""
+    gateway, agents, origin, _ = world
     voucher = VoucherFactory(BankDirectory.shipped(), seed=3).voucher(AGENCY_A, today=NOW.date(), voucher_number=number)
-    person = manifest["agencies"][AGENCY_A]["people"]["preparer"]
-    data = sign_document(voucher_to_xml(voucher), load_key(Path(person["key"])), load_cert(Path(person["cert"])), NOW)
-    status, _, body = call(gateway, "POST", "/v1/vouchers", data)
+    status, _, reply = agents["preparer"].ask("POST", "/v1/sign", origin=origin, body=voucher_to_xml(voucher))
+    assert status == 200, reply
+    status, _, body = call(gateway, "POST", "/v1/vouchers", json.loads(reply)["signed"].encode("utf-8"))
     assert status == 202, body
     return voucher.voucher_id
 
@@ -99,7 +101,7 @@ def decide(gateway, agent, origin, session, voucher_id, stage, decision="approve
 
 def test_one_voucher_through_the_four_stages_by_four_people_each_signed_in_with_their_card(world):
     gateway, agents, origin, manifest = world
-    voucher_id = submit_voucher(gateway, manifest, "CARD000001")
+    voucher_id = submit_voucher(world, "CARD000001")
     sessions = {role: sign_in(gateway, agents[role], origin)[0] for role in STAGES}
     text, _ = page_csrf(gateway, f"/console/vouchers/{voucher_id}", sessions["accountant"])
     assert 'id="approve"' not in text  # it awaits the reviewer, not the accountant
@@ -121,7 +123,7 @@ def test_one_voucher_through_the_four_stages_by_four_people_each_signed_in_with_
 
 def test_a_card_that_is_not_the_signed_in_persons_is_refused(world):
     gateway, agents, origin, manifest = world
-    voucher_id = submit_voucher(gateway, manifest, "CARD000002")
+    voucher_id = submit_voucher(world, "CARD000002")
     reviewer_session = sign_in(gateway, agents["reviewer"], origin)[0]
     # the reviewer is signed in, but the accountant's card signs the reviewer's action
     status, answer, _ = decide(gateway, agents["accountant"], origin, reviewer_session, voucher_id, "reviewer")
@@ -130,7 +132,7 @@ def test_a_card_that_is_not_the_signed_in_persons_is_refused(world):
 
 def test_the_same_person_signing_two_stages_is_refused_and_the_answer_says_so(world):
     gateway, agents, origin, manifest = world
-    voucher_id = submit_voucher(gateway, manifest, "CARD000003")
+    voucher_id = submit_voucher(world, "CARD000003")
     sessions = {role: sign_in(gateway, agents[role], origin)[0] for role in ("reviewer", "accountant", "releaser")}
     for role in ("reviewer", "accountant"):
         assert decide(gateway, agents[role], origin, sessions[role], voucher_id, role)[0] == 202
@@ -142,7 +144,7 @@ def test_the_same_person_signing_two_stages_is_refused_and_the_answer_says_so(wo
 
 def test_without_signing_in_there_is_no_button_and_no_action(world):
     gateway, _, origin, manifest = world
-    voucher_id = submit_voucher(gateway, manifest, "CARD000004")
+    voucher_id = submit_voucher(world, "CARD000004")
     status, _, page = fetch(gateway, f"/console/vouchers/{voucher_id}")
     assert status == 200 and b'id="approval"' not in page
     token = re.search(rb'name="csrf" value="([0-9a-f]{64})"|data-csrf="([0-9a-f]{64})"',
@@ -151,3 +153,26 @@ def test_without_signing_in_there_is_no_button_and_no_action(world):
                            {"csrf": (token.group(1) or token.group(2)).decode(), "stage": "reviewer",
                             "decision": "approve"}, origin)
     assert status == 401 and b"sign-in-required" in body
+
+
+def test_the_preparation_form_signs_its_voucher_with_the_preparers_card_and_submits_it(world):
+    gateway, agents, origin, _ = world
+    session = sign_in(gateway, agents["preparer"], origin)[0]
+    page, token = page_csrf(gateway, "/console/prepare", session)
+    assert 'id="sign-and-submit"' in page
+    line = VoucherFactory(BankDirectory.shipped(), seed=5).voucher(AGENCY_A, today=NOW.date()).lines[0]
+    form = {**prepared_form(line), "voucher_number": "FORMCARD01", "csrf": token}
+    status, _, document = post(gateway, "/console/prepare", form, origin, cookie=session)
+    assert status == 200, document
+    status, _, reply = agents["preparer"].ask("POST", "/v1/sign", origin=origin, body=document)
+    assert status == 200 and json.loads(reply)["summary"]["amount"] == 12345
+    signed = json.loads(reply)["signed"]
+    status, _, answer = post(gateway, "/console/prepare/submit", {"csrf": token, "signed": signed}, origin,
+                             cookie=session)
+    assert status == 202 and json.loads(answer)["outcome"] == "accepted", answer
+    # a voucher signed by another card (a colleague who may prepare too) than the signed-in preparer's is refused
+    other = agents["reviewer"].ask("POST", "/v1/sign", origin=origin, body=document.replace(b"FORMCARD01",
+                                                                                             b"FORMCARD02"))
+    status, _, answer = post(gateway, "/console/prepare/submit", {"csrf": token, "signed": json.loads(other[2])["signed"]},
+                             origin, cookie=session)
+    assert status == 403 and b"voucher-signer-not-signed-in" in answer  # the reviewer may prepare, not as them

@@ -86,7 +86,36 @@ async function signAction(button) {
   }
 }
 
+// The preparation form (憑單編製): the gateway builds the voucher from the form (its errors shown the usual way,
+// by the form's own page), the card signs it, and it is submitted as the agency's system would.
+async function signAndSubmit(button) {
+  const {agent, csrf, document: documentUrl, submit, agentMissing, working} = button.dataset;
+  const form = document.getElementById("prepare");
+  button.disabled = true;
+  try {
+    statusLine(working, false);
+    const built = await fetch(documentUrl, {method: "POST", credentials: "same-origin",
+                                            headers: {"Content-Type": "application/x-www-form-urlencoded"},
+                                            body: new URLSearchParams(new FormData(form)).toString()});
+    if (built.status === 422) {
+      form.submit();  // the form's own page shows every problem beside its field
+      return;
+    }
+    if (!built.ok) throw new Error(await problemText(built));
+    const signed = await signWithCard(agent, await built.text(), agentMissing);
+    const taken = await postForm(submit, {csrf, signed: signed.signed});
+    if (!taken.ok) throw new Error(await problemText(taken));
+    const answer = await taken.json();
+    statusLine(`${signed.said}: ${answer.outcome} (${answer.voucher_id})`, false);
+  } catch (error) {
+    statusLine(error.message, true);
+  }
+  button.disabled = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const prepare = document.getElementById("sign-and-submit");
+  if (prepare) prepare.addEventListener("click", () => signAndSubmit(prepare));
   const button = document.getElementById("sign-in-with-card");
   if (button) button.addEventListener("click", () => signIn(button));
   document.querySelectorAll("button.sign-action").forEach((each) => {
