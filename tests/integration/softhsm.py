@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN, SO_PIN = "123456", "12345678"
 LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card",
@@ -57,3 +59,9 @@ def softhsm_session(tmp_path_factory) -> SoftHsm:
         _SESSION.append(SoftHsm(tmp_path_factory.mktemp("softhsm")))
         os.environ.update(_SESSION[0].env)
     return _SESSION[0]
+
+
+@pytest.fixture(scope="module")
+def softhsm(tmp_path_factory) -> SoftHsm:
+    """The session's SoftHSM2, for a test module to import (``from .softhsm import softhsm``)."""
+    return softhsm_session(tmp_path_factory)

@@ -22,7 +22,7 @@ from simulators.pki.layout import init_pki, load_cert
 from simulators.voucher_factory import VoucherFactory
 
 from ..conftest import AGENCY_A, NOW
-from .softhsm import MODULE, softhsm_session
+from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 from .test_console_pages import fetch, prepared_form
 from .test_console_sign_in import post, sign_in
 from .test_https_intake import VGW, Gateway, call
@@ -30,10 +30,6 @@ from .test_signer_agent import Agent
 
 STAGES = ("reviewer", "accountant", "head", "releaser")
 
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

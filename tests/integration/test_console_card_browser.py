@@ -31,7 +31,7 @@ from simulators.served_gateway import ServedGateway
 from simulators.voucher_factory import VoucherFactory
 
 from ..conftest import AGENCY_A, NOW
-from .softhsm import MODULE, softhsm_session
+from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 from .test_console_browser import POLICIES, browser, shown
 from .test_https_intake import VGW, call
 from .test_signer_agent import Agent
@@ -45,10 +45,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,10 @@ from simulators.pki.layout import init_pki, load_cert, load_key
 from tests.conftest import Pki
 
 from ..conftest import AGENCY_A, AGENCY_B, NOW
-from .softhsm import MODULE, softhsm_session
+from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 from .test_console_pages import fetch
 from .test_https_intake import VGW, Gateway
 from .test_signer_agent import Agent
-
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,12 @@ from gateway.trust.roles import TREASURY_AGENCY
 from simulators.pki.layout import init_pki
 
 from ..conftest import AGENCY_A, NOW
-from .softhsm import MODULE, softhsm_session
+from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 from .test_console_pages import TREASURY, fetch
 from .test_console_sign_in import SESSION_COOKIE, post
 from .test_https_approvals import AMPLE, FISCAL_YEAR, release, status_of, submitted
 from .test_https_intake import VGW, Gateway
 from .test_signer_agent import Agent
-
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -36,16 +36,12 @@ from simulators.pki.layout import init_pki, load_cert, load_key
 from tests.conftest import Pki
 
 from ..conftest import AGENCY_A, NOW
-from .softhsm import MODULE, softhsm_session
+from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 
 VGW = str(Path(sys.executable).parent / "vgw")
 GATEWAY = "https://127.0.0.1:8443"
 OTHER = "https://evil.example"
 
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 class Agent:

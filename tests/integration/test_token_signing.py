@@ -27,14 +27,10 @@ from simulators.pki.layout import init_pki, load_authority, load_cert
 from tests.conftest import Pki
 
 from ..conftest import AGENCY_A, NOW
-from .softhsm import MODULE, PIN, softhsm_session
+from .softhsm import MODULE, PIN, softhsm  # noqa: F401  (a fixture)
 
 VGW = str(Path(sys.executable).parent / "vgw")
 
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
-    return softhsm_session(tmp_path_factory)
 
 
 def vgw(*args: str, check: bool = True) -> subprocess.CompletedProcess:
