@@ -176,6 +176,7 @@ class AgencyPages:
         form = Markup('<form method="get" action="/console/queue">{}<button type="submit">{}</button></form>').format(
             select("role", t["queue_of"], [(r, r) for r in roles], role), t["show"])
         body = form + (self._voucher_table(t, records) or Markup('<p id="results">{}</p>').format(t["no_results"]))
+        body += self.queue_buttons(view, role, records)
         if more:
             last = records[-1]
             body += Markup("<p>{}</p>").format(link("/console/queue", t["next_page"], role=role,

@@ -79,6 +79,24 @@ class ApprovalPages:
         return (Markup('<section id="approval"><h2>{}</h2>').format(t["your_decision"]) + Markup("").join(parts)
                 + Markup('<p id="signer-status"></p><script src="/console/static/signer.js"></script></section>'))
 
+    def queue_buttons(self, view: View, role: str, records) -> Markup:
+        """On a role's queue, for a signed-in holder of that role: an approve button per voucher (sending back
+        needs a reason: on the voucher's page), signed through the agent like the voucher page's."""
+        viewer, t = view.viewer, view.t
+        if not viewer.person or self.actions is None or role not in viewer.roles or role == "preparer" \
+                or (role == "treasury") != viewer.treasury or not records:
+            return Markup("")
+        rows = Markup("").join(Markup(
+            '<li>{id} <button type="button" class="sign-action" id="approve-{id}" data-stage="{role}" '
+            'data-decision="approve" data-agent="{agent}" data-csrf="{csrf}" '
+            'data-document="/console/vouchers/{id}/action-document" data-submit="/console/vouchers/{id}/actions" '
+            'data-agent-missing="{missing}" data-working="{working}">{approve}</button></li>').format(
+            id=r.voucher_id, role=role, agent=self.sessions.signer_url, csrf=self.csrf.token(viewer),
+            missing=t["sign_in_agent_missing"], working=t["sign_in_working"], approve=t["approve"]) for r in records)
+        return (Markup('<section id="approval"><h2>{}</h2><ul id="queue-approvals">').format(t["your_decision"])
+                + rows + Markup('</ul><p id="signer-status"></p><script src="/console/static/signer.js"></script>'
+                                '</section>'))
+
     def action_document_submit(self, view: View, voucher_id: str) -> Reply:
         """The unsigned action the person is about to sign (the page hands it to their agent)."""
         self._signed_in(view)

@@ -117,6 +117,20 @@ def test_one_voucher_through_the_four_stages_by_four_people_each_signed_in_with_
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value in text, role
 
 
+def test_a_role_queue_offers_its_holder_an_approve_button_per_voucher(world):
+    gateway, agents, origin, _ = world
+    voucher_id = submit_voucher(world, "CARD000005")
+    session = sign_in(gateway, agents["reviewer"], origin)[0]
+    page, _ = page_csrf(gateway, "/console/queue?role=reviewer", session)
+    assert f'id="approve-{voucher_id}"' in page and 'data-stage="reviewer"' in page
+    page, _ = page_csrf(gateway, "/console/queue?role=accountant", session)
+    assert 'id="queue-approvals"' not in page  # not the reviewer's queue to decide
+    status, answer, _ = decide(gateway, agents["reviewer"], origin, session, voucher_id, "reviewer")
+    assert status == 202, answer
+    page, _ = page_csrf(gateway, "/console/queue?role=reviewer", session)
+    assert f'id="approve-{voucher_id}"' not in page
+
+
 def test_a_card_that_is_not_the_signed_in_persons_is_refused(world):
     gateway, agents, origin, manifest = world
     voucher_id = submit_voucher(world, "CARD000002")
