@@ -144,7 +144,10 @@ def test_an_agency_person_logs_in_finds_a_voucher_and_downloads_a_statement(gate
         assert f"OU={AGENCY_A}" in shown(driver, By.ID, "whoami").text
         shown(driver, By.LINK_TEXT, "憑單查詢").click()
         shown(driver, By.ID, "id").send_keys(voucher.voucher_id)
-        shown(driver, By.ID, "search-button").click()
+        search = shown(driver, By.ID, "search-button")
+        search.click()
+        # the search page already lists recent vouchers: wait for the results page, not a link on the old one
+        WebDriverWait(driver, 30).until(EC.staleness_of(search))
         shown(driver, By.LINK_TEXT, voucher.voucher_id).click()
         WebDriverWait(driver, 30).until(EC.title_contains(voucher.voucher_id))
         lines = shown(driver, By.ID, "lines").text
