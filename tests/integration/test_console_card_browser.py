@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from cryptography.x509 import NameOID
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -134,14 +134,17 @@ class Person:
             Select(self.driver.find_element(By.ID, "reason_code")).select_by_value(reason)
         if text is not None:
             self.driver.find_element(By.ID, "reason_text").send_keys(text)
+        self.driver.execute_script("window.vgwBeforeClick = true;")  # gone once the page reloads
         clicked.click()
 
         def answered(d):
-            if EC.staleness_of(clicked)(d):
-                return "reloaded"  # accepted: the page reloads with the voucher's new state
-            line = d.find_element(By.ID, "signer-status")
-            return line.text if "error" in (line.get_attribute("class") or "") else None
-        outcome = WebDriverWait(self.driver, 30, ignored_exceptions=[StaleElementReferenceException]).until(answered)
+            """'reloaded' once the page was reloaded (accepted), the status line's words once it shows an error."""
+            return d.execute_script(
+                "if (window.vgwBeforeClick !== true) return 'reloaded';"
+                "const line = document.getElementById('signer-status');"
+                "return line && line.className === 'error' ? line.textContent : null;")
+        # a navigation under way answers the script with an error of its own: asked again, it answers
+        outcome = WebDriverWait(self.driver, 30, ignored_exceptions=[WebDriverException]).until(answered)
         return "" if outcome == "reloaded" else outcome
 
     def __exit__(self, *exc) -> None:
