@@ -19,7 +19,7 @@ PIN, SO_PIN = "123456", "12345678"
 LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card",
           "approvals-reviewer", "approvals-accountant", "approvals-head", "approvals-releaser",
           "browser-reviewer", "browser-accountant", "browser-head", "browser-releaser", "approvals-preparer",
-          "treasury-card")
+          "treasury-card", "locked-card")
 """Every token a test session makes (one per person a test signs as, one holding only an encryption key)."""
 
 
@@ -40,6 +40,22 @@ class SoftHsm:
         for label in LABELS:
             subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin",
                             SO_PIN], check=True, capture_output=True, env={**os.environ, **self.env})
+
+    def lock(self, label: str) -> None:
+        """Make ``label``'s token report its user PIN locked (CKF_USER_PIN_LOCKED), as a card does after too many
+        wrong PINs. SoftHSM2 2.6 never locks a PIN itself (twelve wrong ones in a row, then the right one still
+        logs in), but keeps the token's flags in its token file (an 8-byte big-endian field), which it reports
+        to every process that loads it afterwards."""
+        initialised = (0x42D).to_bytes(8, "big")  # RNG, LOGIN_REQUIRED, USER_PIN_INITIALIZED, TOKEN_INITIALIZED...
+        padded = label.encode("ascii").ljust(32)
+        for path in (self.base / "tokens").glob("*/token.object"):
+            data = bytearray(path.read_bytes())
+            if padded in data and data.count(initialised) == 1:
+                at = data.index(initialised)
+                data[at:at + 8] = (0x42D | 0x40000).to_bytes(8, "big")  # | CKF_USER_PIN_LOCKED
+                path.write_bytes(bytes(data))
+                return
+        raise AssertionError(f"no freshly initialised token {label!r} to lock")
 
     def uri(self, label: str, *, key: str | None = None, pin: bool = True) -> str:
         """The RFC 7512 URI of ``label``'s token (and key), its PIN from this session's PIN file."""

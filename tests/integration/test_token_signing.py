@@ -138,8 +138,10 @@ def test_a_wrong_pin_a_missing_token_and_a_key_that_may_not_sign_each_refuse_wit
         "token-no-signing-key": ("--key", softhsm.uri("encryption-card")),
         "token-pin-missing": ("--key", softhsm.uri("preparer-card", pin=False)),
         "token-uri-invalid": ("--key", "pkcs11:token=preparer-card;colour=red?module-path=" + MODULE),
+        "token-pin-locked": ("--key", softhsm.uri("locked-card")),
     }
     _encryption_only_card(softhsm)
+    softhsm.lock("locked-card")
     for code, args in cases.items():
         done = subprocess.run([VGW, "voucher", "sign", *args, str(unsigned)], capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)
