@@ -7,14 +7,17 @@ Recipe: ../shared/RECIPES.md §6 (softhsm2-util --init-token; python-pkcs11)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+VGW = str(Path(sys.executable).parent / "vgw")
 PIN, SO_PIN = "123456", "12345678"
 LABELS = ("preparer-card", "reviewer-card", "deputy-card", "accountant-card", "encryption-card", "spare-card",
           "approvals-reviewer", "approvals-accountant", "approvals-head", "approvals-releaser",
@@ -56,6 +59,15 @@ class SoftHsm:
                 path.write_bytes(bytes(data))
                 return
         raise AssertionError(f"no freshly initialised token {label!r} to lock")
+
+    def enroll(self, pki: Path, agency: str, role: str, label: str, *options: str) -> dict:
+        """Put a new key and certificate for ``role`` of ``agency`` on ``label``'s token with `vgw pki enroll`,
+        as an operator does for a person's card; its JSON report."""
+        done = subprocess.run([VGW, "pki", "enroll", str(pki), "--agency", agency, "--role", role, "--pkcs11-module",
+                               MODULE, "--token-label", label, "--pin-file", str(self.pin_file), *options, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def uri(self, label: str, *, key: str | None = None, pin: bool = True) -> str:
         """The RFC 7512 URI of ``label``'s token (and key), its PIN from this session's PIN file."""

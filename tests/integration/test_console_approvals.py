@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ..conftest import AGENCY_A, NOW
 from .softhsm import MODULE, softhsm  # noqa: F401  (a fixture)
 from .test_console_pages import fetch, prepared_form
 from .test_console_sign_in import post, sign_in
-from .test_https_intake import VGW, Gateway, call
+from .test_https_intake import Gateway, call
 from .test_signer_agent import Agent
 
 STAGES = ("reviewer", "accountant", "head", "releaser")
@@ -37,10 +36,7 @@ def world(softhsm, tmp_path_factory):
     base = tmp_path_factory.mktemp("approvals-console")
     init_pki(base / "pki", agencies=2, now=NOW)
     for role in (*STAGES, "preparer"):
-        done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", role,
-                               "--pkcs11-module", MODULE, "--token-label", f"approvals-{role}", "--pin-file",
-                               str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        softhsm.enroll(base / "pki", AGENCY_A, role, f"approvals-{role}")
     # the releaser is also registered as head, so the same person signing two stages of one voucher is refused
     # by separation of duties, not by the registry
     registry_path = base / "pki" / "registry.toml"

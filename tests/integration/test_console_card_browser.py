@@ -52,10 +52,7 @@ def world(softhsm, tmp_path_factory):
     base = tmp_path_factory.mktemp("card-browser")
     init_pki(base / "pki", agencies=1, now=NOW)
     for role in STAGES:
-        done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", role,
-                               "--pkcs11-module", MODULE, "--token-label", f"browser-{role}", "--pin-file",
-                               str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        softhsm.enroll(base / "pki", AGENCY_A, role, f"browser-{role}")
     registry_path = base / "pki" / "registry.toml"  # the releaser also holds head (separation of duties decides)
     registry = tomllib.loads(registry_path.read_text(encoding="utf-8"))
     releaser = next(g for g in registry["grant"] if g["agency"] == AGENCY_A and g["role"] == "releaser")

@@ -34,10 +34,7 @@ from .test_signer_agent import Agent
 def world(softhsm, tmp_path_factory):
     base = tmp_path_factory.mktemp("sign-in")
     init_pki(base / "pki", agencies=2, now=NOW)
-    done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", "accountant",
-                           "--pkcs11-module", MODULE, "--token-label", "spare-card", "--pin-file",
-                           str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    softhsm.enroll(base / "pki", AGENCY_A, "accountant", "spare-card")
     gateway = Gateway(base / "pki", f"sqlite:///{base / 'store.sqlite3'}", base / "serve.log")
     gateway.start()
     origin = f"https://127.0.0.1:{gateway.port}"

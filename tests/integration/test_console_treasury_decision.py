@@ -26,10 +26,7 @@ from .test_signer_agent import Agent
 def world(softhsm, tmp_path_factory):
     base = tmp_path_factory.mktemp("treasury-card")
     init_pki(base / "pki", agencies=1, now=NOW)
-    done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", TREASURY_AGENCY, "--role",
-                           "treasury", "--pkcs11-module", MODULE, "--token-label", "treasury-card", "--pin-file",
-                           str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    softhsm.enroll(base / "pki", TREASURY_AGENCY, "treasury", "treasury-card")
     store = f"sqlite:///{base / 'store.sqlite3'}"
     allotments = base / "allotments.csv"
     allotments.write_text(f"agency,fiscal_year,budget_subject,amount\n{AGENCY_A},{FISCAL_YEAR},{AMPLE},1000000000\n",

@@ -81,10 +81,7 @@ def world(softhsm, tmp_path_factory):
     (signed by the preparer's PEM key) for the reviewer to approve."""
     base = tmp_path_factory.mktemp("agent")
     init_pki(base / "pki", agencies=1, now=NOW)
-    done = subprocess.run([VGW, "pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", "reviewer",
-                           "--pkcs11-module", MODULE, "--token-label", "accountant-card", "--pin-file",
-                           str(softhsm.pin_file)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    softhsm.enroll(base / "pki", AGENCY_A, "reviewer", "accountant-card")
     manifest = json.loads((base / "pki/manifest.json").read_text(encoding="utf-8"))
     unsigned = subprocess.run([VGW, "voucher", "new", "--pki", str(base / "pki"), "--agency", AGENCY_A, "--lines",
                                "4", "--seed", "9"], capture_output=True, check=True, timeout=120).stdout

@@ -47,9 +47,7 @@ def carded(softhsm, tmp_path_factory):
     init_pki(base / "pki", agencies=1, now=NOW)
     for role, label, kind in (("preparer", "preparer-card", "rsa"), ("reviewer", "reviewer-card", "rsa"),
                               ("deputy", "deputy-card", "ec")):
-        made = json.loads(vgw("pki", "enroll", str(base / "pki"), "--agency", AGENCY_A, "--role", role,
-                              "--pkcs11-module", MODULE, "--token-label", label, "--pin-file",
-                              str(softhsm.pin_file), "--key-kind", kind, "--json").stdout)
+        made = softhsm.enroll(base / "pki", AGENCY_A, role, label, "--key-kind", kind)
         assert made["token"] == {"module": MODULE, "token_label": label, "key_label": "signature"}
     manifest = json.loads((base / "pki" / "manifest.json").read_text(encoding="utf-8"))
     unsigned = base / "voucher.xml"
