@@ -86,11 +86,17 @@ class AgencyPages:
                        describe_reason(row.reason_code, row.reason_text) if row.reason_code else ""]
                       for row, payee in lines], table_id)
 
-    def detail_page(self, view: View, voucher_id: str) -> Reply:
-        t = view.t
+    def visible_revisions(self, view: View, voucher_id: str) -> list:
+        """Every revision of ``voucher_id``, oldest first, when the viewer may see its agency; otherwise the same
+        not-found a voucher that does not exist gets, so a page never tells another agency's vouchers exist."""
         revisions = self.store.revisions(voucher_id)
         if not revisions or not view.viewer.may_see_agency(revisions[-1].agency):
             raise Refusal("not-found", f"no voucher {voucher_id} of agency {view.viewer.agency}")
+        return revisions
+
+    def detail_page(self, view: View, voucher_id: str) -> Reply:
+        t = view.t
+        revisions = self.visible_revisions(view, voucher_id)
         latest = revisions[-1]
         voucher = read_stored_voucher(latest.received_bytes)
         body = table([t["voucher_id"], t["agency"], t["status"], t["purpose"], t["budget_subject"], t["total"],

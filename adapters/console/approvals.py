@@ -45,7 +45,7 @@ def withdrawable(status: str) -> bool:
 
 class ApprovalPages:
     """The approval panel and its two POSTs; expects ``store``, ``actions`` (the ActionService), ``csrf``,
-    ``clock`` and ``sessions`` on the console."""
+    ``clock``, ``sessions`` and ``visible_revisions`` (the agency pages') on the console."""
 
     def approval_panel(self, view: View, latest) -> Markup:
         """What the signed-in person may sign on ``latest`` (the voucher's latest revision), or nothing."""
@@ -100,7 +100,7 @@ class ApprovalPages:
     def action_document_submit(self, view: View, voucher_id: str) -> Reply:
         """The unsigned action the person is about to sign (the page hands it to their agent)."""
         self._signed_in(view)
-        latest = self._latest(view, voucher_id)
+        latest = self.visible_revisions(view, voucher_id)[-1]
         decision = STAGE_DECISIONS.get(view.args.get("decision", ""))
         if decision is None:
             raise Refusal("form-invalid", "decision is approve, reject or cancel")
@@ -151,9 +151,3 @@ class ApprovalPages:
     def _signed_in(self, view: View) -> None:
         if not view.viewer.person:
             raise Refusal("sign-in-required", "sign in with your card first (/console/sign-in)")
-
-    def _latest(self, view: View, voucher_id: str):
-        revisions = self.store.revisions(voucher_id)
-        if not revisions or not view.viewer.may_see_agency(revisions[-1].agency):
-            raise Refusal("not-found", f"no voucher {voucher_id} of agency {view.viewer.agency}")
-        return revisions[-1]
