@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from adapters.console.html import Markup, field, link, money, select, table
 from adapters.console.reads import decode, encode
+from adapters.console.sign_in import SIGNER_SCRIPT
 from adapters.console.view import PAGE, Reply, View, day_arg, taipei_midnight, when
 from adapters.console.voucher_form import CHOICES, FORM_LINES, HEADER_FIELDS, LINE_FIELDS, build_voucher, line_field
 from gateway.bank.iso_codes import describe_reason
@@ -257,12 +258,9 @@ class AgencyPages:
                 t["form_errors"], Markup("").join(Markup("<br>{}").format(m) for m in errors.get("", [])))
         sign = Markup("")
         if view.viewer.person and "preparer" in view.viewer.roles:  # signed in with the card: sign and submit here
-            sign = Markup(' <button type="button" id="sign-and-submit" data-agent="{}" data-csrf="{}" '
-                          'data-document="/console/prepare" data-submit="/console/prepare/submit" '
-                          'data-agent-missing="{}" data-working="{}">{}</button><p id="signer-status"></p>'
-                          '<script src="/console/static/signer.js"></script>').format(
-                self.sessions.signer_url, self.csrf.token(view.viewer), t["sign_in_agent_missing"],
-                t["sign_in_working"], t["sign_and_submit"])
+            sign = Markup(' <button type="button" id="sign-and-submit" {}>{}</button>{}').format(
+                self.signer_data(view, "/console/prepare", "/console/prepare/submit"), t["sign_and_submit"],
+                SIGNER_SCRIPT)
         return Markup('{}<form method="post" action="/console/prepare" id="prepare">'
                       '<input type="hidden" name="csrf" value="{}"><p>{}</p>{}'
                       '<button type="submit" id="prepare-button">{}</button>{}</form>').format(

@@ -14,10 +14,12 @@ session. The answer is the receipt, or the refusal with its code.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from lxml import etree
 
 from adapters.console.html import Markup, field, select
+from adapters.console.sign_in import SIGNER_SCRIPT
 from adapters.console.view import Reply, View
 from gateway.errors import Refusal
 from gateway.workflow.actions import Action, Decision, Reason, ReasonCode, action_element
@@ -45,7 +47,8 @@ def withdrawable(status: str) -> bool:
 
 class ApprovalPages:
     """The approval panel and its two POSTs; expects ``store``, ``actions`` (the ActionService), ``csrf``,
-    ``clock``, ``sessions`` and ``visible_revisions`` (the agency pages') on the console."""
+    ``clock``, ``sessions``, ``visible_revisions`` (the agency pages') and ``signer_data`` (the sign-in pages')
+    on the console."""
 
     def approval_panel(self, view: View, latest) -> Markup:
         """What the signed-in person may sign on ``latest`` (the voucher's latest revision), or nothing."""
@@ -58,10 +61,7 @@ class ApprovalPages:
         can_withdraw = "preparer" in viewer.roles and not viewer.treasury and withdrawable(latest.status)
         if not (can_decide or can_withdraw):
             return Markup("")
-        common = Markup('data-agent="{}" data-csrf="{}" data-document="/console/vouchers/{}/action-document" '
-                        'data-submit="/console/vouchers/{}/actions" data-agent-missing="{}" data-working="{}"').format(
-            self.sessions.signer_url, self.csrf.token(viewer), latest.voucher_id, latest.voucher_id,
-            t["sign_in_agent_missing"], t["sign_in_working"])
+        common = self._action_data(view, latest.voucher_id)
         parts = []
         if can_decide:
             reasons = [(code.value, t.get(f"reason_{code.value}", code.value)) for code in SEND_BACK_REASONS]
@@ -77,7 +77,7 @@ class ApprovalPages:
                 'data-decision="cancel" {common}>{withdraw}</button></p>').format(
                 text=field("withdraw_text", t["reason_text"], ""), common=common, withdraw=t["withdraw"]))
         return (Markup('<section id="approval"><h2>{}</h2>').format(t["your_decision"]) + Markup("").join(parts)
-                + Markup('<p id="signer-status"></p><script src="/console/static/signer.js"></script></section>'))
+                + SIGNER_SCRIPT + Markup("</section>"))
 
     def queue_buttons(self, view: View, role: str, records) -> Markup:
         """On a role's queue, for a signed-in holder of that role: an approve button per voucher (sending back
@@ -88,14 +88,15 @@ class ApprovalPages:
             return Markup("")
         rows = Markup("").join(Markup(
             '<li>{id} <button type="button" class="sign-action" id="approve-{id}" data-stage="{role}" '
-            'data-decision="approve" data-agent="{agent}" data-csrf="{csrf}" '
-            'data-document="/console/vouchers/{id}/action-document" data-submit="/console/vouchers/{id}/actions" '
-            'data-agent-missing="{missing}" data-working="{working}">{approve}</button></li>').format(
-            id=r.voucher_id, role=role, agent=self.sessions.signer_url, csrf=self.csrf.token(viewer),
-            missing=t["sign_in_agent_missing"], working=t["sign_in_working"], approve=t["approve"]) for r in records)
+            'data-decision="approve" {data}>{approve}</button></li>').format(
+            id=r.voucher_id, role=role, data=self._action_data(view, r.voucher_id), approve=t["approve"])
+            for r in records)
         return (Markup('<section id="approval"><h2>{}</h2><ul id="queue-approvals">').format(t["your_decision"])
-                + rows + Markup('</ul><p id="signer-status"></p><script src="/console/static/signer.js"></script>'
-                                '</section>'))
+                + rows + Markup("</ul>") + SIGNER_SCRIPT + Markup("</section>"))
+
+    def _action_data(self, view: View, voucher_id: str) -> Markup:
+        path = f"/console/vouchers/{quote(voucher_id)}"
+        return self.signer_data(view, f"{path}/action-document", f"{path}/actions")
 
     def action_document_submit(self, view: View, voucher_id: str) -> Reply:
         """The unsigned action the person is about to sign (the page hands it to their agent)."""

@@ -28,6 +28,8 @@ from gateway.store import AuditEvent
 
 SESSION_COOKIE = "vgw_console_session"
 _HOST = re.compile(r"[a-z0-9.\-]+(:[0-9]{1,5})?")
+SIGNER_SCRIPT = Markup('<p id="signer-status"></p><script src="/console/static/signer.js"></script>')
+"""Where signer.js says how a card signing went, and the script itself: once on every page with a card button."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,14 @@ class SignInPages:
     """The sign-in routes' handlers; expects ``store``, ``intake`` (its ``platform``), ``csrf``, ``clock``
     and ``sessions`` (:class:`SessionSettings`) on the console."""
 
+    def signer_data(self, view: View, document: str, submit: str) -> Markup:
+        """The data attributes signer.js reads from every card button: the person's agent, the page's CSRF token,
+        where the unsigned document comes from and where the signed one goes, and the words for waiting and for
+        an agent that does not answer."""
+        return Markup('data-agent="{}" data-csrf="{}" data-document="{}" data-submit="{}" data-agent-missing="{}" '
+                      'data-working="{}"').format(self.sessions.signer_url, self.csrf.token(view.viewer), document,
+                                                  submit, view.t["sign_in_agent_missing"], view.t["sign_in_working"])
+
     def sign_in_page(self, view: View) -> Reply:
         t = view.t
         if view.viewer.person:
@@ -68,12 +78,10 @@ class SignInPages:
                 t["signed_in_person"], view.viewer.person, ", ".join(view.viewer.roles), self.csrf.token(view.viewer),
                 t["sign_out"])
             return view.page(t["sign_in"], body)
-        body = Markup('<p>{}</p><p><button type="button" id="sign-in-with-card" data-agent="{}" data-csrf="{}" '
-                      'data-challenge="/console/sign-in/challenge" data-submit="/console/sign-in" '
-                      'data-next="/console/" data-working="{}" data-agent-missing="{}">{}</button></p>'
-                      '<p id="signer-status"></p><script src="/console/static/signer.js"></script>').format(
-            t["sign_in_hint"], self.sessions.signer_url, self.csrf.token(view.viewer), t["sign_in_working"],
-            t["sign_in_agent_missing"], t["sign_in_with_card"])
+        body = Markup('<p>{}</p><p><button type="button" id="sign-in-with-card" {} data-next="/console/">{}</button>'
+                      '</p>{}').format(t["sign_in_hint"], self.signer_data(view, "/console/sign-in/challenge",
+                                                                           "/console/sign-in"),
+                                       t["sign_in_with_card"], SIGNER_SCRIPT)
         return view.page(t["sign_in"], body)
 
     def challenge_submit(self, view: View) -> Reply:

@@ -42,7 +42,7 @@ async function postForm(url, fields) {
 }
 
 async function signIn(button) {
-  const {agent, csrf, challenge, submit, next, agentMissing} = button.dataset;
+  const {agent, csrf, document: challenge, submit, next, agentMissing} = button.dataset;
   button.disabled = true;
   try {
     statusLine(button.dataset.working, false);
