@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adapters.console.html import Markup
 from adapters.console.view import Reply, View
@@ -115,8 +115,9 @@ class SignInPages:
 
     def sign_out_submit(self, view: View) -> Reply:
         if view.viewer.session_hash is not None:
-            self.store.end_session(view.viewer.session_hash, self.clock(), AuditEvent(
-                at=self.clock(), actor=f"person:{view.viewer.cert_serial}", action="console.sign-out",
+            now = self.clock()
+            self.store.end_session(view.viewer.session_hash, now, AuditEvent(
+                at=now, actor=f"person:{view.viewer.cert_serial}", action="console.sign-out",
                 subject=view.viewer.agency, detail={"person": view.viewer.person}))
         reply = view.page(view.t["sign_in"], Markup('<p id="signed-out">{}</p>').format(view.t["signed_out"]))
         return Reply(reply.status, reply.body, reply.content_type, {"Set-Cookie": session_cookie("", 0)})
@@ -128,8 +129,6 @@ class SignInPages:
         session = self.store.session(session_hash(token), viewer.fingerprint, now, self.sessions.idle)
         if session is None or session.agency != viewer.agency:
             return viewer
-        from dataclasses import replace
-
         return replace(viewer, person=session.person, roles=tuple(session.roles.split(",")),
                        session_hash=session.session_hash, cert_serial=session.cert_serial,
                        cert_issuer=session.cert_issuer)

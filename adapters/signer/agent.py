@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from klein import Klein
+from pkcs11 import Attribute, ObjectClass
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
@@ -150,8 +151,6 @@ class SigningAgent:
         return d
 
     def _certificates(self) -> list[dict]:
-        from pkcs11 import Attribute, ObjectClass
-
         with self._card:
             token = find_token(self.settings.token)
             with token.open() as session:  # no login: certificates are public objects

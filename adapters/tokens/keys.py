@@ -56,10 +56,10 @@ def find_token(ref: TokenRef) -> pkcs11.Token:
     try:
         return lib.get_token(token_label=ref.token_label, token_serial=ref.token_serial)
     except p11.NoSuchToken:
-        raise Refusal("token-not-found", f"no {ref.describe().split(',')[0]} is inserted (reader empty, or "
+        raise Refusal("token-not-found", f"no {ref.token_name} is inserted (reader empty, or "
                       "another card)") from None
     except p11.MultipleTokensReturned:
-        raise Refusal("token-not-found", f"several tokens match {ref.describe().split(',')[0]}; name it by serial")\
+        raise Refusal("token-not-found", f"several tokens match {ref.token_name}; name it by serial")\
             from None
     except p11.TokenNotPresent:
         raise Refusal("token-not-present", "the card reader holds no card") from None

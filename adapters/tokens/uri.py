@@ -43,11 +43,15 @@ class TokenRef:
         if self.token_label is None and self.token_serial is None:
             raise Refusal(URI_CODE, "no token named: give token= (its label) or serial= in the URI, or --token-label")
 
+    @property
+    def token_name(self) -> str:
+        """For messages: which token, by label or serial."""
+        return f"token {self.token_label or f'serial {self.token_serial}'!r}"
+
     def describe(self) -> str:
         """For messages: the token and key, never the PIN."""
-        token = self.token_label or f"serial {self.token_serial}"
         key = self.key_label or (self.key_id.hex() if self.key_id else "its signing key")
-        return f"token {token!r}, {key}"
+        return f"{self.token_name}, {key}"
 
 
 def parse_pkcs11_uri(text: str, *, module: str | None = None) -> TokenRef:

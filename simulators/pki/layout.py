@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import random
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,8 +282,6 @@ def enroll(directory: Path, agency: str, role: str, public_key, *, now: datetime
     state["issued"][format(cert.serial_number, "X")] = {"subject": cert.subject.rfc4514_string(),
                                                          "cert": str(Path(entry["cert"]).parent.relative_to(base))}
     _save_state(base, state)
-    import tomllib
-
     registry_path = Path(manifest["registry"])
     registry = tomllib.loads(registry_path.read_text(encoding="utf-8"))
     moved = 0
