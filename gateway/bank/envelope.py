@@ -38,7 +38,7 @@ from gateway.xmlsec.parsing import XmlLimits, parse_untrusted, tree_path
 from gateway.xmlsec.signing import SignerKey, sign_owned_element
 from gateway.xmlsec.validation import compiled_schema, schema_problems
 from gateway.xmlsec.verification import verify_pinned
-from gateway.xmlsec.writing import child_writer
+from gateway.xmlsec.writing import child_writer, utc_seconds_text
 
 NS = "urn:taipei:voucher-gateway:bank-message:1"
 ENVELOPE_SCHEMA = "bank-message.xsd"
@@ -99,7 +99,7 @@ def _format_time(value: datetime.datetime) -> str:
     """UTC with a ``Z``: one spelling per instant, whatever zone the caller's clock used."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("created_at must be timezone-aware")
-    return value.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_seconds_text(value)
 
 
 def _check_header(document: etree._Element, *, message_id: str, message_type: str, sender: str,

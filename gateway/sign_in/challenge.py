@@ -28,7 +28,7 @@ from gateway.trust.certificates import CertificateIdentity
 from gateway.trust.platform import CertificatePlatform
 from gateway.trust.registry import Grant
 from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
-from gateway.xmlsec.writing import child_writer
+from gateway.xmlsec.writing import child_writer, utc_seconds_text
 
 NS = "urn:taipei:voucher-gateway:sign-in:1"
 SIGN_IN_SCHEMA = "sign-in.xsd"
@@ -60,8 +60,8 @@ def challenge_document(challenge: Challenge) -> bytes:
     root = etree.Element(_Q + "SignIn", nsmap={None: NS})
     _sub(root, "Origin", challenge.origin)
     _sub(root, "Nonce", challenge.nonce)
-    _sub(root, "IssuedAt", challenge.issued_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"))
-    _sub(root, "Expires", challenge.expires.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"))
+    _sub(root, "IssuedAt", utc_seconds_text(challenge.issued_at))
+    _sub(root, "Expires", utc_seconds_text(challenge.expires))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

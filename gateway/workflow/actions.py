@@ -23,7 +23,7 @@ from gateway.vouchers.model import is_revision, is_sha256_hex
 from gateway.workflow.transitions import Actor
 from gateway.xmlsec.parsing import tree_path
 from gateway.xmlsec.signed_document import DEFAULT_SIGNATURE_POLICY, SignaturePolicy, check_signed_document
-from gateway.xmlsec.writing import child_writer
+from gateway.xmlsec.writing import child_writer, utc_seconds_text
 
 NS = "urn:taipei:treasury:action:1"
 ACTION_SCHEMA = "action.xsd"
@@ -106,11 +106,6 @@ def action_id(voucher_id: str, revision: int, stage: Actor) -> str:
 _sub = child_writer(NS)
 
 
-def signing_time_text(at: datetime.datetime) -> str:
-    """UTC to the second: XAdES SigningTime as our signer writes it, so the two compare as text too."""
-    return at.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def action_element(action: Action) -> etree._Element:
     """The unsigned action as an element, ready for :func:`gateway.xmlsec.signing.sign_document` with the same
     signing time (to the second)."""
@@ -126,7 +121,7 @@ def action_element(action: Action) -> etree._Element:
         reason = _sub(root, "Reason")
         _sub(reason, "Code", action.reason.code.value)
         _sub(reason, "Text", action.reason.text)
-    _sub(root, "SigningTime", signing_time_text(action.signing_time))
+    _sub(root, "SigningTime", utc_seconds_text(action.signing_time))
     return root
 
 
@@ -182,7 +177,7 @@ def check_signed_action(data: bytes, *, platform: CertificatePlatform, now: date
     signed = check_signed_document(data, ACTION_SCHEMA, platform=platform, now=now, policy=policy)
     action = read_action(signed.signed_root)
     if action.signing_time.replace(microsecond=0) != signed.signing_time.replace(microsecond=0):
-        raise Refusal("signature-time-invalid", f"SigningTime {signing_time_text(action.signing_time)} differs "
-                      f"from the signature's XAdES SigningTime {signing_time_text(signed.signing_time)}",
+        raise Refusal("signature-time-invalid", f"SigningTime {utc_seconds_text(action.signing_time)} differs "
+                      f"from the signature's XAdES SigningTime {utc_seconds_text(signed.signing_time)}",
                       path="/Action/SigningTime")
     return VerifiedAction(action, signed.certificate.validated.identity, signed.received_sha256)

@@ -1,7 +1,9 @@
-"""Writing our own XML documents (vouchers, receipts, actions): one small helper they all share."""
+"""Writing our own XML documents (vouchers, receipts, actions, bank envelopes, sign-in challenges): the small
+helpers they share."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 from lxml import etree
@@ -21,3 +23,9 @@ def child_writer(namespace: str) -> ChildWriter:
         return node
 
     return sub
+
+
+def utc_seconds_text(at: datetime.datetime) -> str:
+    """An instant as xs:dateTime in UTC, to the second, with a ``Z``: one spelling per instant whatever zone the
+    caller's clock used, so a time that is signed can also be compared as text."""
+    return at.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
