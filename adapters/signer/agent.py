@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from klein import Klein
-from pkcs11 import Attribute, ObjectClass
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from adapters.clock import utc_now
 from adapters.signer.requests import MAX_DOCUMENT_BYTES, signing_request, summary_line
-from adapters.tokens.keys import find_token, open_signer, signs
+from adapters.tokens.keys import find_token, open_signer, signs, token_certificates
 from adapters.tokens.uri import TokenRef
 from gateway.errors import Refusal
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_document
@@ -154,13 +153,7 @@ class SigningAgent:
         with self._card:
             token = find_token(self.settings.token)
             with token.open() as session:  # no login: certificates are public objects
-                found = []
-                for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
-                    try:
-                        found.append(_certificate_entry(x509.load_der_x509_certificate(obj[Attribute.VALUE])))
-                    except ValueError:
-                        continue
-                return found
+                return [_certificate_entry(cert) for _, cert in token_certificates(session)]
 
     @app.route("/v1/sign", methods=["POST"])
     def sign(self, request):

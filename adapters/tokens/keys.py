@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding,
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_ec_public_key
+from pkcs11.util.rsa import encode_rsa_public_key
 
 from adapters.tokens.uri import TokenRef
 from gateway.errors import Refusal
@@ -112,7 +114,8 @@ def signs(cert: x509.Certificate) -> bool:
     return usage.digital_signature or usage.content_commitment
 
 
-def _certificates(session: pkcs11.Session) -> list[tuple[bytes | None, x509.Certificate]]:
+def token_certificates(session: pkcs11.Session) -> list[tuple[bytes | None, x509.Certificate]]:
+    """The certificates on the token (public objects: no login needed), each with its CKA_ID."""
     found = []
     for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
         try:
@@ -170,7 +173,7 @@ def _choose(session: pkcs11.Session, ref: TokenRef, given: x509.Certificate | No
     keys = list(session.get_objects(template))
     if not keys:
         raise Refusal("token-key-not-found", f"{ref.describe()}: no such private key on the token")
-    certificates = _certificates(session)
+    certificates = token_certificates(session)
     candidates = []
     for handle in keys:
         wrapped = _wrap(handle, None)
@@ -216,9 +219,6 @@ def _wrap(handle, cert: x509.Certificate | None):
 
 def _token_public_key(handle):
     """The public key of a private-key object, from its public twin (same CKA_ID) on the token."""
-    from pkcs11.util.ec import encode_ec_public_key
-    from pkcs11.util.rsa import encode_rsa_public_key
-
     session = handle.session
     try:
         twin = session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=handle[Attribute.ID])
